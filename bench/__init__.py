@@ -1,0 +1,1 @@
+"""Performance runs; not part of `make test`. See docs/benchmarks.md."""

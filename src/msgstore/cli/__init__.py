@@ -1,0 +1,1 @@
+"""The admin CLI: a thin face over the management layer."""

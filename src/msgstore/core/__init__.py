@@ -1,0 +1,1 @@
+"""The domain core: ids, names, flags, rights, quota, addresses, errors. No I/O here."""

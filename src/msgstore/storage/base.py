@@ -1,0 +1,502 @@
+"""The storage interface: what every backend (local SQLite + files, PostgreSQL) provides.
+
+Protocol code never talks to SQLite, PostgreSQL or message files; it talks to this interface.
+The interface is *narrow and by id* (``AccountId``, ``MailboxId``, ``Uid``): it knows nothing of
+ACL enforcement or IMAP namespaces. ``storage/access.py`` builds the name-based, ACL-checked
+view above it, once, for every backend.
+
+Parts
+-----
+accounts      create/get/list/update/rename/delete, password hash (system database)
+mailboxes     create/delete/rename (children move along), list, subscribe, status, special-use
+messages      stage -> append (the durable write), snapshot, fetch_meta, open_body,
+              store_flags (modseq, UNCHANGEDSINCE), copy, move, expunge, changes_since
+acl           get/set/delete entries per mailbox (effective rights: core/acl.py)
+quota         per account: limits and usage, usage updated in the same transaction as the change
+notify        watch(account, mailbox): wakes when something in that mailbox may have changed,
+              whichever process (server worker, CLI, delivery) made the change
+
+The durable write
+-----------------
+A message enters the store in two steps, so one received message can go to many recipients
+as one file (hard links on the local backend, one content-addressed blob on PostgreSQL)::
+
+    async with backend.stage(max_octets=limit) as staged:
+        async for chunk in source:
+            await staged.write(chunk)         # CRLF-normalised into a temp file
+        await staged.finish()                 # fsync + parse once (mime.parse)
+        for account, mailbox in targets:
+            result = await backend.append(account, mailbox, staged, flags=..., internal_date=...)
+    # leaving the block deletes the temp file
+
+``append`` returns only after the message is durable (file fsynced, linked/renamed into place,
+directory fsynced, index row committed); only then may a protocol acknowledge it.
+
+Errors
+------
+Every method raises :class:`msgstore.core.errors.StoreError`: NOT_FOUND for a missing account,
+mailbox or message; EXISTS; PARAMS; OVER_QUOTA; TOO_BIG; NOT_POSSIBLE; HAS_CHILDREN; TEMP for
+I/O failures (EIO, ENOSPC) -- the store is left as it was; CORRUPTED when an index cannot be read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from array import array
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from msgstore.core.accounts import AccountChanges, AccountInfo, AccountKind
+from msgstore.core.acl import Rights
+from msgstore.core.flags import FlagOp, Flags
+from msgstore.core.ids import AccountId, MailboxId, ModSeq, Uid, UidSet, UidValidity
+from msgstore.core.names import MailboxName
+from msgstore.core.quota import QuotaInfo
+
+
+class Feature(enum.Enum):
+    """Optional capabilities a backend declares in ``Backend.features``."""
+
+    HARD_LINKS = "hard-links"  # fan-out stores one file linked into each tree
+    CROSS_HOST_NOTIFY = "cross-host-notify"  # notifications reach other machines (LISTEN/NOTIFY)
+
+
+class Want(enum.Flag):
+    """Which fields ``fetch_meta`` must fill; the backend selects only those columns."""
+
+    FLAGS = enum.auto()
+    ENVELOPE = enum.auto()
+    BODY = enum.auto()  # the non-extensible BODY response
+    BODYSTRUCTURE = enum.auto()
+    PARTMAP = enum.auto()
+    HEADERS = enum.auto()  # the search/sort header index
+    ALL = FLAGS | ENVELOPE | BODY | BODYSTRUCTURE | PARTMAP | HEADERS
+
+
+# --- row types -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxInfo:
+    """One mailbox of an account's tree."""
+
+    id: MailboxId
+    name: MailboxName
+    uidvalidity: UidValidity
+    special_use: frozenset[str]  # RFC 6154 attributes, e.g. {"\\Sent"}
+    subscribed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStatus:
+    """What STATUS and SELECT report (RFC 9051 §6.3.11, RFC 7162, RFC 8438 SIZE)."""
+
+    id: MailboxId
+    messages: int
+    recent: int
+    unseen: int
+    uidnext: Uid
+    uidvalidity: UidValidity
+    highestmodseq: ModSeq
+    size_octets: int  # sum of RFC822.SIZE of all messages (STATUS=SIZE)
+    deleted: int  # messages with \Deleted
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The state SELECT starts from; later changes arrive through ``changes_since``.
+
+    ``uids`` is a sorted ``array('I')``: sequence number n is ``uids[n-1]``.
+    """
+
+    id: MailboxId
+    uidvalidity: UidValidity
+    uidnext: Uid
+    highestmodseq: ModSeq
+    uids: array[int]
+    first_unseen: Uid | None  # lowest UID without \Seen (IMAP4rev1 UNSEEN)
+    recent_uids: frozenset[Uid]  # \Recent for *this* session (claimed by this snapshot)
+    keywords: frozenset[str]  # keywords in use in this mailbox (for the FLAGS response)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMeta:
+    """Metadata of one message, computed at delivery. Unrequested fields are None."""
+
+    uid: Uid
+    modseq: ModSeq
+    flags: Flags
+    internal_date: dt.datetime  # timezone-aware
+    size: int  # RFC822.SIZE: octets of the stored (CRLF-normalised) file
+    sha256: bytes  # content hash of the stored file (reconstruct, dedup)
+    uidl: str  # POP3 UIDL, kept across migration and reconstruct
+    envelope: bytes | None = None  # ready-to-send IMAP ENVELOPE
+    body: bytes | None = None  # ready-to-send IMAP BODY (non-extensible)
+    bodystructure: bytes | None = None  # ready-to-send IMAP BODYSTRUCTURE
+    partmap: bytes | None = None  # serialised mime.PartMap
+    headers: Mapping[str, str] | None = None  # search/sort header index (mime.parse)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What APPEND/COPY/delivery report: RFC 4315 APPENDUID needs uidvalidity and uid."""
+
+    account: AccountId
+    mailbox: MailboxId
+    uidvalidity: UidValidity
+    uid: Uid
+    modseq: ModSeq
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """RFC 4315 COPYUID: source and destination UIDs, pairwise, in source UID order."""
+
+    uidvalidity: UidValidity  # of the destination
+    source_uids: tuple[Uid, ...]
+    dest_uids: tuple[Uid, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FlagUpdate:
+    uid: Uid
+    modseq: ModSeq
+    flags: Flags
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFlagsResult:
+    """Result of STORE: the messages changed, and those refused by UNCHANGEDSINCE."""
+
+    updated: tuple[FlagUpdate, ...]
+    modified: UidSet  # RFC 7162 §3.1.3 MODIFIED: failed the unchanged_since test
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """Everything that changed in a mailbox after a modseq (for IDLE, NOOP, QRESYNC).
+
+    ``changed`` holds messages (new or with changed flags) whose modseq is greater than the
+    asked-for one, in UID order, with ``Want.FLAGS`` filled; ``expunged`` the UIDs expunged
+    after it. A UID may be in both only if it was added and expunged since.
+    """
+
+    highestmodseq: ModSeq
+    uidnext: Uid
+    changed: tuple[MessageMeta, ...]
+    expunged: tuple[Uid, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NewAccount:
+    name: str
+    password_hash: str
+    kind: AccountKind = AccountKind.IMAP
+    manager: bool = False
+    storage_limit_kib: int | None = None
+    message_limit: int | None = None
+    #: Mailboxes created with the account, with their special-use attribute ("" for none).
+    mailboxes: Sequence[tuple[MailboxName, str]] = field(default_factory=tuple)
+
+
+# --- the staged message ----------------------------------------------------------------------
+
+
+class StagedMessage(Protocol):
+    """A received message on its way in: written once, parsed once, appended to N mailboxes."""
+
+    async def write(self, data: bytes) -> None:
+        """Append raw bytes; line endings are normalised to CRLF as they stream.
+
+        Raises:
+            StoreError: TOO_BIG as soon as the normalised size passes ``max_octets``
+                (nothing is stored); TEMP on an I/O error.
+        """
+        ...
+
+    async def finish(self) -> None:
+        """End the message: add a final CRLF if missing, fsync, parse metadata once."""
+        ...
+
+    @property
+    def size(self) -> int:
+        """Octets of the normalised message (valid after ``finish``)."""
+        ...
+
+    @property
+    def sha256(self) -> bytes:
+        """Content hash of the normalised message (valid after ``finish``)."""
+        ...
+
+
+# --- the backend -----------------------------------------------------------------------------
+
+
+class Backend(Protocol):
+    """A storage backend. All methods are coroutines and never block the event loop."""
+
+    @property
+    def features(self) -> frozenset[Feature]: ...
+
+    async def close(self) -> None:
+        """Release connections, threads and listeners. Idempotent."""
+        ...
+
+    # accounts ---------------------------------------------------------------------------------
+
+    async def create_account(self, spec: NewAccount) -> AccountInfo:
+        """Create an account with its tree and ``spec.mailboxes`` (INBOX always exists).
+
+        Raises EXISTS if the name is taken (names compare case-insensitively), PARAMS if invalid.
+        """
+        ...
+
+    async def get_account(self, name: str) -> AccountInfo:
+        """Raises NOT_FOUND."""
+        ...
+
+    async def get_account_by_id(self, account: AccountId) -> AccountInfo:
+        """Raises NOT_FOUND."""
+        ...
+
+    async def list_accounts(self) -> list[AccountInfo]:
+        """Every account except the public pseudo-account, sorted by name."""
+        ...
+
+    async def update_account(self, name: str, changes: AccountChanges) -> AccountInfo: ...
+
+    async def rename_account(self, old: str, new: str) -> AccountInfo:
+        """Rename; the account id, its tree and its mail stay. Raises EXISTS, NOT_FOUND."""
+        ...
+
+    async def delete_account(self, name: str) -> None:
+        """Delete the account, its tree and every ACL entry naming it."""
+        ...
+
+    async def get_password_hash(self, name: str) -> tuple[AccountInfo, str]:
+        """The account and its stored hash, for the auth layer. Raises NOT_FOUND."""
+        ...
+
+    async def set_password_hash(self, name: str, password_hash: str) -> None: ...
+
+    async def public_account(self) -> AccountInfo:
+        """The pseudo-account owning the public folder tree ("Public/..." in IMAP)."""
+        ...
+
+    # mailboxes --------------------------------------------------------------------------------
+
+    async def create_mailbox(
+        self, account: AccountId, name: MailboxName, *, special_use: str = ""
+    ) -> MailboxInfo:
+        """Create a mailbox; missing parents are created too (RFC 9051 §6.3.4).
+
+        Raises EXISTS (also for a name differing only in INBOX case), PARAMS.
+        """
+        ...
+
+    async def delete_mailbox(self, account: AccountId, name: MailboxName) -> None:
+        """Delete a mailbox and its messages (quota usage drops in the same transaction).
+
+        Raises NOT_POSSIBLE for INBOX, HAS_CHILDREN if it has children, NOT_FOUND.
+        """
+        ...
+
+    async def rename_mailbox(self, account: AccountId, old: MailboxName, new: MailboxName) -> None:
+        """Rename with every child (RFC 9051 §6.3.6). No message file moves.
+
+        Renaming INBOX moves its messages to ``new`` and leaves INBOX empty. Raises EXISTS,
+        NOT_FOUND, NOT_POSSIBLE (rename under itself).
+        """
+        ...
+
+    async def get_mailbox(self, account: AccountId, name: MailboxName) -> MailboxInfo:
+        """Raises NOT_FOUND."""
+        ...
+
+    async def list_mailboxes(self, account: AccountId) -> list[MailboxInfo]:
+        """Every mailbox of the tree, sorted by name (pattern matching: core/names.py)."""
+        ...
+
+    async def set_subscribed(self, account: AccountId, name: MailboxName, on: bool) -> None:
+        """Subscribe/unsubscribe; a name may be subscribed without existing (RFC 9051 §6.3.7)."""
+        ...
+
+    async def list_subscriptions(self, account: AccountId) -> list[MailboxName]: ...
+
+    async def set_special_use(self, account: AccountId, name: MailboxName, special_use: str) -> None:
+        """Set ("" clears) the RFC 6154 attribute of a mailbox."""
+        ...
+
+    async def mailbox_status(self, account: AccountId, mailbox: MailboxId) -> MailboxStatus: ...
+
+    # messages ---------------------------------------------------------------------------------
+
+    def stage(self, *, max_octets: int) -> AbstractAsyncContextManager[StagedMessage]:
+        """Start receiving one message into a temporary file (see the module docstring)."""
+        ...
+
+    async def append(
+        self,
+        account: AccountId,
+        mailbox: MailboxId,
+        staged: StagedMessage,
+        *,
+        flags: Flags = frozenset(),
+        internal_date: dt.datetime | None = None,
+        uidl: str | None = None,
+        check_quota: bool = True,
+    ) -> AppendResult:
+        """Durably add a finished staged message to a mailbox; returns when it is durable.
+
+        ``internal_date`` defaults to now; ``uidl`` to a value derived from UIDVALIDITY and
+        UID. Quota is reserved atomically with the insert (two appends racing for the last
+        bytes cannot both succeed). Raises OVER_QUOTA, NOT_FOUND, TEMP.
+        """
+        ...
+
+    async def snapshot(
+        self, account: AccountId, mailbox: MailboxId, *, claim_recent: bool = False
+    ) -> Snapshot:
+        """The mailbox as SELECT sees it; ``claim_recent`` makes new messages \\Recent here
+        and nowhere else (IMAP4rev1)."""
+        ...
+
+    async def fetch_meta(
+        self, account: AccountId, mailbox: MailboxId, uids: UidSet, want: Want
+    ) -> list[MessageMeta]:
+        """Metadata of the existing messages in ``uids``, in UID order; missing UIDs are
+        skipped silently (they may have been expunged)."""
+        ...
+
+    def open_body(
+        self, account: AccountId, mailbox: MailboxId, uid: Uid
+    ) -> AbstractAsyncContextManager[BodyReader]:
+        """Open a message's stored bytes for reading. Raises EXPUNGED/NOT_FOUND."""
+        ...
+
+    async def store_flags(
+        self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: UidSet,
+        op: FlagOp,
+        flags: Flags,
+        *,
+        unchanged_since: ModSeq | None = None,
+    ) -> StoreFlagsResult:
+        """Change flags atomically per call; every changed message gets a new modseq.
+
+        RFC 9051 §6.4.6, RFC 7162 §3.1.3. A message whose flags would not change is not
+        touched (no new modseq) and not reported.
+        """
+        ...
+
+    async def copy(
+        self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: UidSet,
+        dest_account: AccountId,
+        dest_mailbox: MailboxId,
+    ) -> CopyResult:
+        """Copy messages with their flags and internal dates (files are hard-linked where
+        the backend can). Quota of the destination is checked for the whole set first."""
+        ...
+
+    async def move(
+        self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: UidSet,
+        dest_account: AccountId,
+        dest_mailbox: MailboxId,
+    ) -> CopyResult:
+        """RFC 6851 MOVE: copy, then expunge the sources; nothing is lost on failure."""
+        ...
+
+    async def expunge(
+        self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: UidSet | None = None,
+        *,
+        only_deleted: bool = True,
+    ) -> list[Uid]:
+        """Remove messages; returns the expunged UIDs in ascending order.
+
+        With ``only_deleted`` (IMAP EXPUNGE / UID EXPUNGE) only messages flagged \\Deleted go;
+        without it (POP3 QUIT) every message in ``uids`` goes. Quota usage drops in the same
+        transaction; the expunge is recorded for ``changes_since`` (QRESYNC VANISHED).
+        """
+        ...
+
+    async def changes_since(self, account: AccountId, mailbox: MailboxId, modseq: ModSeq) -> Changes:
+        """See :class:`Changes`. Raises NOT_FOUND if the mailbox was deleted."""
+        ...
+
+    # acl --------------------------------------------------------------------------------------
+
+    async def get_acl(self, account: AccountId, mailbox: MailboxId) -> dict[str, Rights]:
+        """Identifier (``user``, ``anyone``, ``authenticated``, ``-user``...) -> rights."""
+        ...
+
+    async def set_acl(
+        self, account: AccountId, mailbox: MailboxId, identifier: str, rights: Rights
+    ) -> None:
+        """Set an identifier's rights (empty rights delete the entry). Also records the share
+        in the system directory so other users can find it without opening every tree."""
+        ...
+
+    async def delete_acl(self, account: AccountId, mailbox: MailboxId, identifier: str) -> None: ...
+
+    async def shared_with(self, identifiers: Sequence[str]) -> list[tuple[AccountId, MailboxId]]:
+        """Mailboxes of other accounts with an ACL entry for any of ``identifiers`` (the
+        directory behind "Other Users/" and "Public/")."""
+        ...
+
+    # quota ------------------------------------------------------------------------------------
+
+    async def get_quota(self, account: AccountId) -> QuotaInfo: ...
+
+    async def set_quota(
+        self, account: AccountId, *, storage_limit_kib: int | None, message_limit: int | None
+    ) -> QuotaInfo:
+        """Set both limits (None = unlimited)."""
+        ...
+
+    # notifications ----------------------------------------------------------------------------
+
+    def watch(
+        self, account: AccountId, mailbox: MailboxId
+    ) -> AbstractAsyncContextManager[ChangeWatcher]:
+        """Watch a mailbox for changes made by any process using the same store."""
+        ...
+
+
+class BodyReader(Protocol):
+    """Read access to one stored message file."""
+
+    @property
+    def size(self) -> int: ...
+
+    def fileno(self) -> int:
+        """For ``loop.sendfile`` on plain sockets (local backend); -1 if not file-backed."""
+        ...
+
+    async def read(self, offset: int, length: int) -> bytes:
+        """Up to ``length`` octets from ``offset``; fewer only at the end of the message."""
+        ...
+
+    def chunks(self, offset: int, length: int, chunk: int = 65536) -> AsyncIterator[bytes]:
+        """Stream a byte range in chunks, for FETCH BODY[] with backpressure."""
+        ...
+
+
+class ChangeWatcher(Protocol):
+    async def wait(self) -> None:
+        """Return when the watched mailbox may have changed since the last return (or since
+        the watcher was created). Spurious wake-ups are allowed; lost ones are not."""
+        ...
