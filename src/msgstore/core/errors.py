@@ -29,7 +29,9 @@ class ErrorKind(enum.Enum):
     NO_PERM = "no-perm"  # the actor lacks the right for this operation
     OVER_QUOTA = "over-quota"  # the change would exceed a quota limit
     TOO_BIG = "too-big"  # the message exceeds the configured maximum size
-    NOT_POSSIBLE = "not-possible"  # valid request the store refuses (delete INBOX, rename under itself)
+    NOT_POSSIBLE = (
+        "not-possible"  # valid request the store refuses (delete INBOX, rename under itself)
+    )
     HAS_CHILDREN = "has-children"  # a mailbox with children cannot be deleted
     EXPUNGED = "expunged"  # the message was expunged meanwhile
     IN_USE = "in-use"  # the resource is locked by another session

@@ -33,6 +33,9 @@ class QuotaInfo:
             and self.storage_used_octets + add_octets > self.storage_limit_kib * 1024
         ):
             return Resource.STORAGE
-        if self.message_limit is not None and self.messages_used + add_messages > self.message_limit:
+        if (
+            self.message_limit is not None
+            and self.messages_used + add_messages > self.message_limit
+        ):
             return Resource.MESSAGE
         return None

@@ -326,7 +326,9 @@ class Backend(Protocol):
 
     async def list_subscriptions(self, account: AccountId) -> list[MailboxName]: ...
 
-    async def set_special_use(self, account: AccountId, name: MailboxName, special_use: str) -> None:
+    async def set_special_use(
+        self, account: AccountId, name: MailboxName, special_use: str
+    ) -> None:
         """Set ("" clears) the RFC 6154 attribute of a mailbox."""
         ...
 
@@ -433,7 +435,9 @@ class Backend(Protocol):
         """
         ...
 
-    async def changes_since(self, account: AccountId, mailbox: MailboxId, modseq: ModSeq) -> Changes:
+    async def changes_since(
+        self, account: AccountId, mailbox: MailboxId, modseq: ModSeq
+    ) -> Changes:
         """See :class:`Changes`. Raises NOT_FOUND if the mailbox was deleted."""
         ...
 
@@ -450,7 +454,9 @@ class Backend(Protocol):
         in the system directory so other users can find it without opening every tree."""
         ...
 
-    async def delete_acl(self, account: AccountId, mailbox: MailboxId, identifier: str) -> None: ...
+    async def delete_acl(
+        self, account: AccountId, mailbox: MailboxId, identifier: str
+    ) -> None: ...
 
     async def shared_with(self, identifiers: Sequence[str]) -> list[tuple[AccountId, MailboxId]]:
         """Mailboxes of other accounts with an ACL entry for any of ``identifiers`` (the
