@@ -1,0 +1,5 @@
+"""``python -m msgstore.cli``: the same as the ``msgstore`` command."""
+
+from msgstore.cli.main import main
+
+main()

@@ -1,0 +1,810 @@
+"""The one typed configuration of msgstore, read from one TOML file.
+
+Every key is declared once, below, as a pydantic field carrying its type, its default (written as
+a user would write it in ``msgstore.toml``) and its documentation; docs/configuration.md is
+rendered from these declarations by :func:`config_docs` (``msgstore config docs``) and a test
+fails when the committed file differs. Every key is optional: ``Config()`` runs out of the box.
+
+    load_config(path, data_dir=...) -> Config     tomllib + validation, ConfigError on any problem
+    Config                                        .imap .pop3 .lmtp .smtp .poppassd .web
+                                                  .tls .store .auth .log (frozen sections)
+    HostPort                                      one "host:port" listen address
+    ConfigError                                   one line per problem: file, dotted key, reason
+    config_docs() / dump_toml(config)             the generated manual / the effective file
+
+Adding a key is one line in its section, e.g.::
+
+    max_literal: Size = setting("64K", "Largest literal outside APPEND; larger ones get TOOBIG.")
+
+with one of the value types below (``Listen``, ``Size``, ``Duration``, ``Switch``, ``Count``,
+``Text``, ``DataPath``, ``OptionalPath`` or a ``Literal`` of choices). Values with units are
+written with their unit ("50M", "30m") and held as plain ``int`` octets or seconds.
+
+Only this module reads TOML; only the CLI reads the environment (``MSGSTORE_CONFIG``,
+``MSGSTORE_DATA``) and passes what it found here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+
+from msgstore.core.errors import StoreError
+from msgstore.core.names import mailbox_name
+from msgstore.core.units import format_size, parse_duration, parse_size
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used.
+
+    ``str(error)`` is one line per problem, each naming the file, the dotted key and the reason
+    (``msgstore.toml: store.max_message_size: invalid size '5X': ...``); the first line is
+    useful on its own. ``lines`` holds the same lines as a list.
+    """
+
+    def __init__(self, lines: list[str] | str) -> None:
+        self.lines = [lines] if isinstance(lines, str) else list(lines)
+        super().__init__("\n".join(self.lines))
+
+
+# --- value types -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    """One listen address: ``127.0.0.1:1143``, ``[::1]:143``, ``mail.example.org:993``.
+
+    ``host`` holds an IPv6 address without its brackets. Port 0 asks the system for a free port
+    (useful in tests; the server logs the port it got).
+    """
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> HostPort:
+        """Parse ``host:port`` or ``[ipv6]:port``. Raises ValueError with the reason."""
+        if text.startswith("["):
+            end = text.find("]")
+            if end < 0 or text[end + 1 : end + 2] != ":":
+                raise ValueError(f"invalid address {text!r}: write an IPv6 address as [::1]:143")
+            host, port_text = text[1:end], text[end + 2 :]
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise ValueError(
+                    f"invalid address {text!r}: {host!r} is not an IPv6 address"
+                ) from None
+        else:
+            host, sep, port_text = text.rpartition(":")
+            if not sep:
+                raise ValueError(f"invalid address {text!r}: write host:port, e.g. 127.0.0.1:1143")
+            if ":" in host:
+                raise ValueError(
+                    f"invalid address {text!r}: write an IPv6 address in brackets, e.g. [::1]:143"
+                )
+            if not _HOSTNAME_RE.fullmatch(host):
+                raise ValueError(f"invalid address {text!r}: {host!r} is not a host name or IP")
+        if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5):
+            raise ValueError(f"invalid address {text!r}: the port must be a number")
+        port = int(port_text)
+        if port > 65535:
+            raise ValueError(f"invalid address {text!r}: the port must be at most 65535")
+        return cls(host, port)
+
+
+_HOSTNAME_RE: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+#: RFC 6154 special-use attributes a mailbox may carry ("" for none).
+SPECIAL_USE: Final = frozenset(
+    {"", "\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """How a value type is named in docs/configuration.md."""
+
+    name: str
+
+
+def _fail(reason: str) -> PydanticCustomError:
+    # The reason goes through the context so that braces in user input are not templates.
+    return PydanticCustomError("config_value", "{reason}", {"reason": reason})
+
+
+def _listen(value: object) -> list[HostPort]:
+    items = value if isinstance(value, list) else [value]
+    addresses: list[HostPort] = []
+    for item in items:
+        if isinstance(item, HostPort):
+            addresses.append(item)
+        elif isinstance(item, str):
+            try:
+                addresses.append(HostPort.parse(item))
+            except ValueError as exc:
+                raise _fail(str(exc)) from None
+        else:
+            raise _fail(f'expected "host:port" or a list of them, got {item!r}')
+    return addresses
+
+
+def _size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _fail(f"expected a size such as 100M, got {value!r}")
+    try:
+        return parse_size(value)
+    except StoreError as exc:
+        raise _fail(exc.public) from None
+
+
+def _duration(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _fail(f"expected a duration such as 30m, got {value!r}")
+    try:
+        return parse_duration(value)
+    except StoreError as exc:
+        raise _fail(exc.public) from None
+
+
+def _path(value: object) -> Path:
+    if not isinstance(value, str | Path) or str(value) == "":
+        raise _fail(f"expected a path, got {value!r}")
+    # Relative paths are taken from the current directory, as a shell would.
+    return Path(os.path.abspath(Path(value).expanduser()))
+
+
+def _optional_path(value: object) -> Path | None:
+    return None if value is None else _path(value)
+
+
+def _special_use_table(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _fail(f'expected a table such as {{ Sent = "\\\\Sent" }}, got {value!r}')
+    table: dict[str, str] = {}
+    for name, use in value.items():
+        try:
+            canonical = mailbox_name(name)
+        except StoreError as exc:
+            raise _fail(f"{name!r}: {exc.public}") from None
+        if not isinstance(use, str) or use not in SPECIAL_USE:
+            choices = ", ".join(sorted(repr(u) for u in SPECIAL_USE if u))
+            raise _fail(f"{name!r}: special-use must be one of {choices} or '', got {use!r}")
+        table[canonical] = use
+    return table
+
+
+def _switch(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(f"expected true or false, got {value!r}")
+    return value
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _fail(f"expected a whole number >= 0, got {value!r}")
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise _fail(f"expected a string, got {value!r}")
+    return value
+
+
+#: "host:port" or a list of them; an empty list turns the service off.
+Listen = Annotated[
+    list[HostPort],
+    PlainValidator(_listen),
+    PlainSerializer(lambda v: [str(a) for a in v], return_type=list[str]),
+    _Kind("address list"),
+]
+#: Octets, written with binary units: "64K", "50M", "1G".
+Size = Annotated[
+    int,
+    PlainValidator(_size),
+    PlainSerializer(format_size, return_type=str, when_used="json"),
+    _Kind("size"),
+]
+#: Seconds, written with units: "30s", "30m", "2h", "1d".
+Duration = Annotated[int, PlainValidator(_duration), _Kind("duration")]
+Switch = Annotated[bool, PlainValidator(_switch), _Kind("boolean")]
+Count = Annotated[int, PlainValidator(_count), _Kind("integer")]
+Text = Annotated[str, PlainValidator(_text), _Kind("string")]
+DataPath = Annotated[
+    Path, PlainValidator(_path), PlainSerializer(str, return_type=str), _Kind("path")
+]
+OptionalPath = Annotated[
+    Path | None,
+    PlainValidator(_optional_path),
+    PlainSerializer(lambda p: None if p is None else str(p), return_type=str | None),
+    _Kind("path"),
+]
+SpecialUseTable = Annotated[
+    dict[str, str],
+    PlainValidator(_special_use_table),
+    _Kind("table of mailbox name = special-use"),
+]
+
+
+def _networks(value: object) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise _fail(f'expected "10.0.0.0/8"-style networks, got {item!r}')
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise _fail(f"{item!r} is not an IP network such as 10.0.0.0/8 or ::1/128") from None
+    return out
+
+
+def _expire(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and (value == "never" or (value.isascii() and value.isdigit())):
+        return value if value == "never" else str(int(value[:9]))
+    raise _fail(f'expected a number of days or "never", got {value!r}')
+
+
+#: IP networks: "10.0.0.0/8", "::1"; an address alone is a network of one.
+Networks = Annotated[list[str], PlainValidator(_networks), _Kind("network list")]
+#: POP3 EXPIRE policy: a number of days, or "never".
+ExpirePolicy = Annotated[str, PlainValidator(_expire), _Kind('days or "never"')]
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+
+def setting(default: object, description: str) -> Any:
+    """Declare a key: its default as written in msgstore.toml, and its documentation.
+
+    Typed ``Any`` because the default is the written form ("50M"), not the parsed value.
+    """
+    return Field(default, description=description)
+
+
+def _section(section: type[BaseModel]) -> Any:
+    return Field(default_factory=section, description=section.__doc__)
+
+
+class _Section(BaseModel):
+    # validate_default: defaults are written as in the file ("50M", "./data") and go through
+    # the same validators, so the docs show exactly what a user would write.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class ImapSection(_Section):
+    """IMAP server (RFC 9051 IMAP4rev2 and RFC 3501 IMAP4rev1)."""
+
+    listen: Listen = setting(
+        ["127.0.0.1:1143"],
+        "Addresses for IMAP in plain text with STARTTLS (standard port: 143).",
+    )
+    tls_listen: Listen = setting(
+        ["127.0.0.1:1993"],
+        "Addresses for IMAP over implicit TLS, IMAPS (standard port: 993).",
+    )
+
+
+class Pop3Section(_Section):
+    """POP3 server (RFC 1939, RFC 2449 extensions)."""
+
+    listen: Listen = setting(
+        ["127.0.0.1:1110"],
+        "Addresses for POP3 in plain text with STLS (standard port: 110).",
+    )
+    tls_listen: Listen = setting(
+        ["127.0.0.1:1995"],
+        "Addresses for POP3 over implicit TLS, POP3S (standard port: 995).",
+    )
+    max_line: Size = setting(
+        "255",
+        "Longest command line, CRLF included (RFC 2449 §4 sets 255). A longer line gets "
+        "-ERR and is skipped; the session goes on.",
+    )
+    auth_timeout: Duration = setting(
+        "60s",
+        "Before login: time allowed for each command line (and for the TLS handshake); "
+        "a client that stays silent or sends a line slower than this is disconnected.",
+    )
+    idle_timeout: Duration = setting(
+        "10m",
+        "After login: time allowed for each command line. RFC 1939 §3 asks for at least 10 "
+        "minutes. A disconnected session deletes nothing.",
+    )
+    login_delay: Duration = setting(
+        "0",
+        "Minimum time between two logins of one account, advertised as LOGIN-DELAY "
+        "(RFC 2449 §6.8) and enforced with -ERR [LOGIN-DELAY]; 0 turns it off.",
+    )
+    expire: ExpirePolicy = setting(
+        "never",
+        "Message retention advertised as EXPIRE (RFC 2449 §6.7). never: mail stays until the "
+        "client deletes it. 0: messages retrieved in a session are deleted at its QUIT even "
+        "without DELE. n days: at QUIT, retrieved (\\\\Seen) messages older than n days are "
+        "deleted.",
+    )
+
+
+class LmtpSection(_Section):
+    """LMTP delivery channel (RFC 2033): how a mail transfer agent hands mail to the store."""
+
+    listen: Listen = setting(
+        ["127.0.0.1:2424"],
+        "Addresses for LMTP (usual port: 24). Keep it on loopback or a trusted "
+        "network: LMTP has no authentication.",
+    )
+
+
+class SmtpSection(_Section):
+    """SMTP delivery channel (RFC 5321), for senders that cannot speak LMTP."""
+
+    listen: Listen = setting(
+        ["127.0.0.1:2525"],
+        "Addresses for inbound SMTP delivery into the store.",
+    )
+
+
+class PoppassdSection(_Section):
+    """poppassd: the password-change protocol some mail clients use."""
+
+    listen: Listen = setting(
+        ["127.0.0.1:1106"],
+        "Addresses for poppassd (usual port: 106). The protocol has no TLS: keep it on "
+        "loopback or a trusted network.",
+    )
+    min_length: Count = setting(
+        8,
+        "Shortest new password accepted. A new password may also not equal the account "
+        "name or the old password (compared case-insensitively).",
+    )
+    timeout: Duration = setting(
+        "60s",
+        "Time allowed for each line; a silent client is disconnected.",
+    )
+
+
+class WebSection(_Section):
+    """Web user interface, web admin and REST API (one HTTP listener)."""
+
+    listen: Listen = setting(
+        ["127.0.0.1:8080"],
+        "Addresses for HTTP. Put a TLS-terminating reverse proxy in front of it "
+        "when it leaves loopback.",
+    )
+
+
+class TlsSection(_Section):
+    """The server certificate, used by STARTTLS/STLS and the implicit-TLS listeners."""
+
+    cert: OptionalPath = setting(
+        None,
+        "PEM certificate chain (leaf first). When neither cert nor key is set, a "
+        "self-signed pair is generated into DATA/tls/ on first start and reused after. "
+        "Relative paths are taken from the current directory.",
+    )
+    key: OptionalPath = setting(
+        None,
+        "PEM private key of the certificate; must be set together with cert.",
+    )
+
+
+class StoreSection(_Section):
+    """Where and how mail is stored."""
+
+    data_dir: DataPath = setting(
+        "./data",
+        "Data directory: system database, user trees, queue, generated TLS files. "
+        "`--data` and MSGSTORE_DATA override it. Relative paths are taken from the current "
+        "directory.",
+    )
+    backend: Literal["local"] = setting(
+        "local",
+        "Storage backend. local: SQLite databases and one file per message under data_dir.",
+    )
+    max_message_size: Size = setting(
+        "50M",
+        "Largest message accepted by delivery, APPEND and migration.",
+    )
+    autocreate: SpecialUseTable = setting(
+        {"Drafts": "\\Drafts", "Sent": "\\Sent", "Trash": "\\Trash", "Junk": "\\Junk"},
+        "Mailboxes created with each new IMAP account, with their RFC 6154 "
+        'special-use attribute ("" for none). INBOX always exists.',
+    )
+
+    @model_validator(mode="after")
+    def _positive_size(self) -> StoreSection:
+        if self.max_message_size <= 0:
+            raise _at("store.max_message_size", "must be larger than 0")
+        return self
+
+
+class AuthSection(_Section):
+    """Authentication policy."""
+
+    plaintext_on_loopback: Switch = setting(
+        True,
+        "Allow LOGIN, USER/PASS and AUTH PLAIN/LOGIN before TLS when the client "
+        "connects from a loopback address. Other clients must start TLS first (IMAP advertises "
+        "LOGINDISABLED).",
+    )
+    failure_delay_ms: Count = setting(
+        2000,
+        "Delay, in milliseconds, before the next login attempt after one failure; it doubles "
+        "with each further failure of the same client address or the same account name.",
+    )
+    failure_delay_max_ms: Count = setting(
+        15000,
+        "Cap of the login failure delay, in milliseconds.",
+    )
+    max_failures_per_connection: Count = setting(
+        3,
+        "Failed logins after which a connection is closed.",
+    )
+    trusted_networks: Networks = setting(
+        [],
+        "Client networks exempt from login throttling, e.g. a webmail host: "
+        '["10.1.2.3", "192.168.0.0/24"].',
+    )
+    scram_sha_256: Switch = setting(
+        False,
+        "Offer SASL SCRAM-SHA-256 (RFC 7677). Only accounts whose password is stored as a "
+        "{SCRAM-SHA-256} secret (imported from Dovecot) can use it: an argon2id hash cannot "
+        "serve SCRAM, so those accounts fail it and use PLAIN.",
+    )
+
+
+class LogSection(_Section):
+    """Logging to standard error."""
+
+    level: Literal["debug", "info", "warning", "error"] = setting("info", "Lowest level written.")
+    format: Literal["text", "json"] = setting(
+        "text",
+        "text: one Dovecot-style line per event (`imap(alice)<pid><session>: Info: "
+        "...`); json: one JSON object per line.",
+    )
+
+
+class Config(BaseModel):
+    """The whole configuration: one attribute per ``[section]`` of msgstore.toml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    imap: ImapSection = _section(ImapSection)
+    pop3: Pop3Section = _section(Pop3Section)
+    lmtp: LmtpSection = _section(LmtpSection)
+    smtp: SmtpSection = _section(SmtpSection)
+    poppassd: PoppassdSection = _section(PoppassdSection)
+    web: WebSection = _section(WebSection)
+    tls: TlsSection = _section(TlsSection)
+    store: StoreSection = _section(StoreSection)
+    auth: AuthSection = _section(AuthSection)
+    log: LogSection = _section(LogSection)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        if (self.tls.cert is None) != (self.tls.key is None):
+            missing, given = ("key", "cert") if self.tls.key is None else ("cert", "key")
+            raise _at(f"tls.{missing}", f"must be set when tls.{given} is (set both or neither)")
+        seen: dict[HostPort, str] = {}
+        for key, addresses in listen_keys(self):
+            for address in addresses:
+                if address.port == 0:
+                    continue
+                if address in seen:
+                    raise _at(key, f"{address} is also configured as {seen[address]}")
+                seen[address] = key
+        return self
+
+
+def _at(key: str, reason: str) -> PydanticCustomError:
+    # A rule across fields: the error names the key itself, not the model it was checked in.
+    return PydanticCustomError("config_rule", "{reason}", {"reason": reason, "key": key})
+
+
+def _is_listen(info: FieldInfo) -> bool:
+    return any(isinstance(m, _Kind) and m.name == "address list" for m in info.metadata)
+
+
+def listen_keys(config: Config) -> Iterator[tuple[str, list[HostPort]]]:
+    """Every listen key with its addresses, in declaration order: ("imap.listen", [...]), ..."""
+    for section_name in type(config).model_fields:
+        section = getattr(config, section_name)
+        for key, info in type(section).model_fields.items():
+            if _is_listen(info):
+                yield f"{section_name}.{key}", getattr(section, key)
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def load_config(path: Path | None = None, *, data_dir: Path | None = None) -> Config:
+    """Read and validate the configuration.
+
+    Args:
+        path: the TOML file; None means every default. A missing file given here is an error.
+        data_dir: overrides ``[store] data_dir`` (``--data``, MSGSTORE_DATA).
+
+    Raises:
+        ConfigError: one line per problem, naming the file, the dotted key and the reason.
+    """
+    label = str(path) if path is not None else "(defaults)"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with path.open("rb") as f:
+                raw = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{label}: configuration file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{label}: is a directory, not a configuration file") from None
+        except OSError as exc:
+            raise ConfigError(f"{label}: cannot read: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{label}: invalid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{label}: invalid TOML: the file is not UTF-8") from None
+    if data_dir is not None:
+        store = raw.setdefault("store", {})
+        if isinstance(store, dict):
+            store["data_dir"] = str(data_dir)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(
+            [f"{label}: {line}" for line in _describe(exc.errors(include_url=False))]
+        ) from None
+
+
+def _describe(errors: list[Any]) -> list[str]:
+    lines = []
+    for error in errors:
+        loc = [str(part) for part in error["loc"]]
+        ctx = error.get("ctx") or {}
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            lines.append(_unknown_key(loc))
+        elif kind == "config_rule":
+            lines.append(f"{ctx['key']}: {ctx['reason']}")
+        elif kind == "config_value":
+            lines.append(f"{'.'.join(loc)}: {ctx['reason']}")
+        elif kind in ("model_type", "model_attributes_type") and len(loc) == 1:
+            lines.append(f"{loc[0]}: expected a table ([{loc[0]}]), got {error['input']!r}")
+        else:
+            msg = str(error["msg"])
+            msg = msg[:1].lower() + msg[1:]
+            lines.append(f"{'.'.join(loc) or '(top level)'}: {msg}, got {error['input']!r}")
+    return lines
+
+
+def _unknown_key(loc: list[str]) -> str:
+    fields = Config.model_fields
+    if len(loc) == 1:
+        name = loc[0]
+        close = difflib.get_close_matches(name, list(fields), n=1)
+        if close:
+            return f"unknown section [{name}] (did you mean [{close[0]}]?)"
+        homes = [
+            f"{section}.{name}"
+            for section, info in fields.items()
+            if name in _section_type(info).model_fields
+        ]
+        if homes:
+            return f"unknown key {name} (keys belong in a section: did you mean {homes[0]}?)"
+        return f"unknown section [{name}] (sections: {', '.join(fields)})"
+    section, name = loc[0], ".".join(loc[1:])
+    keys = list(_section_type(fields[section]).model_fields) if section in fields else []
+    close = difflib.get_close_matches(name, keys, n=1)
+    hint = f"did you mean {section}.{close[0]}?" if close else f"keys: {', '.join(keys)}"
+    return f"unknown key {section}.{name} ({hint})"
+
+
+def _section_type(info: FieldInfo) -> type[BaseModel]:
+    section = info.annotation
+    assert isinstance(section, type)
+    assert issubclass(section, BaseModel)
+    return section
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+_BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_string(text: str) -> str:
+    out = ['"']
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def dump_toml(config: Config) -> str:
+    """The effective configuration as a msgstore.toml that loads back to the same values."""
+    data = config.model_dump(mode="json")
+    out: list[str] = []
+    for section, values in data.items():
+        out.append(f"[{section}]")
+        for key, value in values.items():
+            if value is None:
+                out.append(f"# {key} is not set")
+            else:
+                out.append(f"{_toml_key(key)} = {_toml_value(value)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def dump_json(config: Config) -> str:
+    """The effective configuration as JSON (sizes and durations keep their written form)."""
+    return json.dumps(config.model_dump(mode="json"), indent=2) + "\n"
+
+
+def _type_name(info: FieldInfo) -> str:
+    for meta in info.metadata:
+        if isinstance(meta, _Kind):
+            return meta.name
+    if get_origin(info.annotation) is Literal:
+        return "one of " + ", ".join(f'"{choice}"' for choice in get_args(info.annotation))
+    raise TypeError(f"config field of type {info.annotation!r} has no documented kind")
+
+
+def _default_text(info: FieldInfo) -> str:
+    default = info.get_default(call_default_factory=True)
+    if default is None:
+        return "not set"
+    if isinstance(default, Mapping):
+        return _toml_value(dict(default))
+    if isinstance(default, list | str | bool | int):
+        return _toml_value(default)
+    raise TypeError(f"no TOML form for default {default!r}")
+
+
+_DOC_INTRO: Final = """\
+# Configuration
+
+<!-- Generated by `msgstore config docs > docs/configuration.md` from src/msgstore/config.py.
+     Do not edit by hand: change the field declarations and regenerate. -->
+
+msgstore reads one TOML file. Every key is optional: with no file at all, `msgstore serve`
+creates `./data`, generates a self-signed TLS certificate into `./data/tls/`, and listens on
+127.0.0.1 on unprivileged ports. The standard ports are one change of a `listen` key away.
+
+- The file is given with `--config FILE` or `MSGSTORE_CONFIG=FILE`. A file that is named
+  but missing is an error.
+- `--data DIR` or `MSGSTORE_DATA=DIR` overrides `[store] data_dir`.
+- Unknown keys, wrong types and bad values are refused at startup with one line per problem,
+  naming the file, the key and the reason: `msgstore.toml: unknown key imap.listn (did you
+  mean imap.listen?)`. `msgstore config check` runs the same validation without starting
+  anything; `msgstore config show` prints the effective configuration (`--json` for JSON).
+
+## Value types
+
+- **address list**: `"host:port"` or a list of them, e.g. `["0.0.0.0:143", "[::]:143"]`;
+  IPv6 addresses go in brackets; an empty list `[]` turns the service off.
+- **size**: a number with a binary unit, K = 1024, M = 1024², G = 1024³, e.g. `"50M"`; a
+  number without unit counts octets.
+- **duration**: a number with s, m, h or d, e.g. `"30m"`; a number without unit counts seconds.
+- **path**: a file or directory, e.g. `"/var/lib/msgstore"`; `~` is expanded and relative
+  paths start at the current directory.
+- **boolean**: `true` or `false`.
+- **network list**: IP networks, e.g. `["10.0.0.0/8", "::1"]`; an address alone is a network
+  of one.
+
+## Example
+
+A server on the standard ports, with a real certificate:
+
+```toml
+{example}```
+"""
+
+#: The example in docs/configuration.md; tests/config load it, so it stays valid.
+EXAMPLE_TOML: Final = """\
+[imap]
+listen = ["0.0.0.0:143", "[::]:143"]
+tls_listen = ["0.0.0.0:993", "[::]:993"]
+
+[pop3]
+listen = []                          # no plain-text POP3
+tls_listen = ["0.0.0.0:995", "[::]:995"]
+
+[lmtp]
+listen = "127.0.0.1:24"              # the MTA on this machine delivers here
+
+[smtp]
+listen = []
+
+[poppassd]
+listen = "127.0.0.1:106"
+
+[web]
+listen = "127.0.0.1:8080"            # behind a TLS-terminating reverse proxy
+
+[tls]
+cert = "/etc/msgstore/tls/fullchain.pem"
+key = "/etc/msgstore/tls/privkey.pem"
+
+[store]
+data_dir = "/var/lib/msgstore"
+max_message_size = "100M"
+
+[store.autocreate]
+Drafts = "\\\\Drafts"
+Sent = "\\\\Sent"
+Trash = "\\\\Trash"
+Junk = "\\\\Junk"
+Archive = "\\\\Archive"
+
+[auth]
+plaintext_on_loopback = true
+
+[log]
+format = "json"
+"""
+
+
+def config_docs() -> str:
+    """docs/configuration.md: every section and key with type, default and description."""
+    out = [_DOC_INTRO.replace("{example}", EXAMPLE_TOML)]
+    for section_name, section_info in Config.model_fields.items():
+        out.append(f"## [{section_name}]\n")
+        out.append(f"{section_info.description}\n")
+        for key, info in _section_type(section_info).model_fields.items():
+            out.append(f"### `{section_name}.{key}`\n")
+            out.append(f"- type: {_type_name(info)}")
+            out.append(f"- default: `{_default_text(info)}`\n")
+            if not info.description:
+                raise TypeError(f"config key {section_name}.{key} has no description")
+            out.append(f"{info.description}\n")
+    return "\n".join(out)
