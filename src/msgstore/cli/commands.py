@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import click
 
+from msgstore.cli import config_cmd, deliver, demo, operations, serve
+
 
 def register(group: click.Group) -> None:
     """Add every command module's commands to the top-level group."""
+    config_cmd.register(group)
+    serve.register(group)
+    operations.register(group)
+    deliver.register(group)
+    demo.register(group)

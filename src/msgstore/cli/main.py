@@ -2,20 +2,58 @@
 
 Global options (``--config``, ``--data``, env ``MSGSTORE_CONFIG``/``MSGSTORE_DATA``) are read
 here once and handed to subcommands through :class:`CliContext`. Errors are one line on stderr
-with a sysexits exit code (cli/errors.py).
+with a sysexits exit code (cli/errors.py): :class:`MsgstoreGroup` turns every ``StoreError``,
+``ConfigError`` and unexpected exception a command raises into that line, so commands simply
+raise.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from msgstore import __version__
 from msgstore.cli.context import CliContext
+from msgstore.cli.errors import (
+    EX_CONFIG,
+    EX_IOERR,
+    EX_NOPERM,
+    EX_SOFTWARE,
+    EXIT_CODE,
+    fail,
+)
+from msgstore.core.errors import StoreError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class MsgstoreGroup(click.Group):
+    """The top-level group: maps what a command raises to one stderr line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except StoreError as exc:
+            fail(exc.public, EXIT_CODE[exc.kind])
+        except PermissionError as exc:
+            fail(str(exc), EX_NOPERM)
+        except OSError as exc:
+            fail(str(exc), EX_IOERR)
+        except Exception as exc:
+            # Imported only now: the configuration model is not needed to report other errors.
+            from msgstore.config import ConfigError
+
+            if isinstance(exc, ConfigError):
+                more = len(exc.lines) - 1
+                plural = "s" if more > 1 else ""
+                tail = f" (and {more} more problem{plural})" if more else ""
+                fail(exc.lines[0] + tail, EX_CONFIG)
+            fail(f"internal error: {type(exc).__name__}: {exc}", EX_SOFTWARE)
+
+
+@click.group(cls=MsgstoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",

@@ -1,0 +1,187 @@
+"""The management operations as click commands, built from their declarations.
+
+Nothing here declares a parameter: each command's arguments and options are derived from the
+operation's fields (:func:`msgstore.management.operation.spec_of`), so the CLI cannot drift
+from the REST API or the Python API. The mapping from field to command line:
+
+- a ``positional`` field is an argument; every other field an option named after it
+  (``special_use`` -> ``--special-use``);
+- ``bool`` -> a flag; ``bool | None`` -> a pair of switches (``--manager/--no-manager``, or the
+  declared words such as ``--disable-login/--enable-login``); not given = unchanged;
+- an enum -> a choice of its values;
+- a :class:`~msgstore.management.operation.Secret` -> ``--<name>-stdin``: the first line of
+  standard input, trailing newline removed. Secrets never come from the command line (``ps``
+  and shell history show it); on a terminal the command prompts instead;
+- every text value is parsed by the field's parser, so a bad value is the same one-line
+  ``PARAMS`` error (exit 65) as from any other face;
+- every command that returns something takes ``--json``; an operation declared with
+  ``confirm=True`` takes ``--yes`` (and asks on a terminal without it).
+
+:data:`COMMANDS` says where each operation sits in the command tree.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Final
+
+import click
+
+from msgstore.cli.errors import EX_USAGE, fail
+from msgstore.cli.printers import print_result
+from msgstore.cli.runtime import cli_context, run_with_store
+from msgstore.core.errors import ErrorKind, StoreError
+from msgstore.management import load_operations
+from msgstore.management.operation import ManagementContext, OperationSpec, Param, Secret
+
+#: Command path -> operation name. Every operation appears at least once (a test checks).
+COMMANDS: Final[dict[tuple[str, ...], str]] = {
+    ("account", "add"): "account add",
+    ("account", "del"): "account delete",
+    ("account", "list"): "account list",
+    ("account", "show"): "account show",
+    ("account", "modify"): "account modify",
+    ("passwd",): "password set",
+    ("mailbox", "list"): "mailbox list",
+    ("mailbox", "create"): "mailbox create",
+    ("mailbox", "delete"): "mailbox delete",
+    ("mailbox", "rename"): "mailbox rename",
+    ("quota", "set"): "quota set",
+    ("quota", "show"): "quota show",
+}
+#: Other spellings accepted but not listed in --help.
+ALIASES: Final[dict[tuple[str, ...], str]] = {("account", "delete"): "account delete"}
+GROUP_HELP: Final = {
+    "account": "Create, list, show, change and delete accounts.",
+    "mailbox": "List, create, delete and rename an account's mailboxes.",
+    "quota": "Show and set an account's quota limits.",
+}
+
+
+def _dash(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _secret_option(p: Param) -> str:
+    return f"{p.name}_stdin"
+
+
+def _click_params(spec: OperationSpec) -> list[click.Parameter]:
+    out: list[click.Parameter] = []
+    for p in spec.params:
+        if p.type is Secret:
+            out.append(
+                click.Option(
+                    [f"--{_dash(p.name)}-stdin", _secret_option(p)],
+                    is_flag=True,
+                    help=f"Read the {_dash(p.name)} from the first line of standard input.",
+                )
+            )
+        elif p.type is bool and p.optional:
+            on, off = p.switch or (_dash(p.name), "no-" + _dash(p.name))
+            out.append(click.Option([f"--{on}/--{off}", p.name], default=None, help=p.help))
+        elif p.type is bool:
+            out.append(
+                click.Option(
+                    [f"--{_dash(p.name)}", p.name],
+                    is_flag=True,
+                    default=bool(p.default),
+                    help=p.help,
+                )
+            )
+        elif p.positional:
+            out.append(
+                click.Argument([p.name], required=p.required, metavar=p.metavar or p.name.upper())
+            )
+        else:
+            out.append(
+                click.Option(
+                    [f"--{_dash(p.name)}", p.name],
+                    default=None,
+                    type=click.Choice(p.choices) if p.choices else click.STRING,
+                    metavar=p.metavar,
+                    help=p.help,
+                )
+            )
+    if spec.result is not type(None):
+        out.append(click.Option(["--json", "as_json"], is_flag=True, help="Print JSON."))
+    if spec.confirm:
+        out.append(click.Option(["--yes", "yes"], is_flag=True, help="Do not ask to confirm."))
+    return out
+
+
+def read_secret(what: str, from_stdin: bool, option: str) -> Secret:
+    """The first line of standard input; a prompt on a terminal; otherwise a usage error."""
+    if from_stdin:
+        line = sys.stdin.buffer.readline()
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StoreError(ErrorKind.PARAMS, f"the {what} is not valid UTF-8") from exc
+        return Secret(text.removesuffix("\n").removesuffix("\r"))
+    if sys.stdin.isatty():
+        return Secret(click.prompt(what.capitalize(), hide_input=True, confirmation_prompt=True))
+    fail(f"no {what} given: write it on standard input and pass {option}", EX_USAGE)
+
+
+def _callback(spec: OperationSpec) -> Callable[..., None]:
+    def run(**raw: object) -> None:
+        as_json = bool(raw.pop("as_json", False))
+        yes = bool(raw.pop("yes", False))
+        values: dict[str, object] = {}
+        for p in spec.params:
+            if p.type is Secret:
+                option = f"--{_dash(p.name)}-stdin"
+                values[p.name] = read_secret(
+                    p.name.replace("_", " "), bool(raw.pop(_secret_option(p))), option
+                )
+                continue
+            given = raw.pop(p.name)
+            if given is None:
+                continue
+            values[p.name] = given if p.type is bool else p.parse(str(given))
+        op = spec.build(values)
+        if spec.confirm and not yes:
+            what = " ".join(str(values[p.name]) for p in spec.params if p.positional)
+            if not sys.stdin.isatty():
+                fail(f"'{spec.name} {what}' destroys data: pass --yes to confirm", EX_USAGE)
+            click.confirm(f"{spec.name} {what}: this cannot be undone. Continue?", abort=True)
+
+        async def work(ctx: ManagementContext) -> object:
+            return await op.run(ctx)
+
+        result = run_with_store(cli_context(), work)
+        if spec.result is not type(None):
+            print_result(result, as_json=as_json)
+
+    return run
+
+
+def command_for(spec: OperationSpec, name: str, *, hidden: bool = False) -> click.Command:
+    """A click command for one operation."""
+    return click.Command(
+        name,
+        callback=_callback(spec),
+        params=_click_params(spec),
+        help=spec.doc,
+        short_help=spec.summary,
+        hidden=hidden,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+
+def register(root: click.Group) -> None:
+    """Add the operation commands (and their groups) to the top-level group."""
+    operations = load_operations()
+    groups: dict[str, click.Group] = {}
+    for table, hidden in ((COMMANDS, False), (ALIASES, True)):
+        for path, op_name in table.items():
+            *parents, leaf = path
+            parent = root
+            for word in parents:
+                if word not in groups:
+                    groups[word] = click.Group(word, help=GROUP_HELP.get(word))
+                    root.add_command(groups[word])
+                parent = groups[word]
+            parent.add_command(command_for(operations[op_name], leaf, hidden=hidden))

@@ -1,0 +1,347 @@
+"""Account operations: add, delete, list, show, modify, and setting a password.
+
+Account names are checked here, once, for every face (:func:`account_name`); the backend
+compares them case-insensitively. A new ``imap`` account gets INBOX plus the mailboxes of
+``[store] autocreate`` with their special-use attributes; a ``pop`` account gets INBOX only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Protocol, runtime_checkable
+
+from msgstore.core.accounts import AccountChanges, AccountInfo, AccountKind
+from msgstore.core.errors import ErrorKind, StoreError
+from msgstore.core.ids import AccountId
+from msgstore.core.names import INBOX, MailboxName, mailbox_name
+from msgstore.management.operation import (
+    UNLIMITED,
+    Limit,
+    ManagementContext,
+    Secret,
+    octets_to_kib,
+    operation,
+    param,
+)
+from msgstore.storage.base import Backend, NewAccount
+
+MAX_ACCOUNT_OCTETS: Final = 255
+#: ACL identifiers (RFC 4314 §3) and the anonymous login: never account names.
+RESERVED_ACCOUNT_NAMES: Final = frozenset({"anyone", "authenticated", "anonymous"})
+#: Longest password accepted; argon2 takes any length, this only bounds the work per login.
+MAX_PASSWORD_OCTETS: Final = 1024
+
+
+def account_name(raw: str) -> str:
+    """Check an account name and return it unchanged, or raise PARAMS with the reason.
+
+    An account name is 1 to 255 octets of UTF-8 without whitespace, control characters, "/"
+    or "\\". It may not start with "." (hidden and relative path names, which also excludes
+    "." and ".."), "#" (IMAP namespace prefixes, RFC 2342; pseudo-accounts) or "-" (negative
+    ACL identifiers, RFC 4314 §2), nor be an ACL keyword (``anyone``, ``authenticated``,
+    ``anonymous``). Names may look like addresses (``bob@example.org``). The backend checks
+    a subset of these rules again; this is the full set every face applies.
+    """
+    if not raw:
+        raise StoreError(ErrorKind.PARAMS, "Account name is empty")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in raw):
+        raise StoreError(ErrorKind.PARAMS, "Account name is not valid UTF-8")
+    if len(raw.encode("utf-8")) > MAX_ACCOUNT_OCTETS:
+        raise StoreError(
+            ErrorKind.PARAMS, f"Account name is longer than {MAX_ACCOUNT_OCTETS} octets"
+        )
+    if any(c.isspace() or unicodedata.category(c) == "Cc" for c in raw):
+        raise StoreError(ErrorKind.PARAMS, "Account name contains a space or control character")
+    if "/" in raw or "\\" in raw:
+        raise StoreError(ErrorKind.PARAMS, "Account name contains '/' or '\\'")
+    if raw in (".", ".."):
+        raise StoreError(ErrorKind.PARAMS, f"{raw!r} is not an account name")
+    if raw[0] in ".#-":
+        raise StoreError(ErrorKind.PARAMS, "Account name may not start with '.', '#' or '-'")
+    if raw.casefold() in RESERVED_ACCOUNT_NAMES:
+        raise StoreError(ErrorKind.PARAMS, f"Account name {raw!r} is reserved")
+    return raw
+
+
+def check_password(secret: Secret) -> None:
+    """Refuse passwords no login can carry: empty, not UTF-8, NUL/CR/LF, over 1024 octets."""
+    value = secret.reveal()
+    if not value:
+        raise StoreError(ErrorKind.PARAMS, "Password is empty")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise StoreError(ErrorKind.PARAMS, "Password is not valid UTF-8")
+    if any(c in value for c in "\0\r\n"):
+        raise StoreError(ErrorKind.PARAMS, "Password contains NUL, CR or LF")
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_OCTETS:
+        raise StoreError(ErrorKind.PARAMS, f"Password is longer than {MAX_PASSWORD_OCTETS} octets")
+
+
+async def find_account(backend: Backend, name: str) -> AccountInfo:
+    """The account called ``name``; NOT_FOUND names it."""
+    try:
+        return await backend.get_account(name)
+    except StoreError as exc:
+        if exc.kind is ErrorKind.NOT_FOUND:
+            raise StoreError(ErrorKind.NOT_FOUND, f"No such account {name!r}") from exc
+        raise
+
+
+def autocreate_mailboxes(
+    ctx: ManagementContext, kind: AccountKind
+) -> tuple[tuple[MailboxName, str], ...]:
+    """The mailboxes a new account of ``kind`` starts with, besides INBOX."""
+    if kind is AccountKind.POP:
+        return ()
+    out: list[tuple[MailboxName, str]] = []
+    for raw, special_use in ctx.config.store.autocreate.items():
+        name = mailbox_name(raw)
+        if name != INBOX:
+            out.append((name, special_use))
+    return tuple(out)
+
+
+@runtime_checkable
+class TreePaths(Protocol):
+    """Optional backend capability: where an account's tree lives on this machine."""
+
+    def account_path(self, account: AccountId) -> Path: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AccountReport:
+    """One account with its quota usage, as ``account show`` reports it."""
+
+    name: str
+    id: int
+    kind: AccountKind
+    manager: bool
+    login_disabled: bool
+    receive_disabled: bool
+    created: dt.datetime
+    storage_limit_kib: int | None
+    storage_used_kib: int
+    storage_used_octets: int
+    message_limit: int | None
+    messages_used: int
+    mailboxes: int
+    #: The account's directory tree, on backends that keep one (None otherwise).
+    path: str | None
+
+
+# --- operations -------------------------------------------------------------------------------
+
+
+@operation("account add")
+@dataclass(frozen=True, slots=True)
+class AccountAdd:
+    """Create an account with INBOX (imap accounts: also the autocreate mailboxes).
+
+    INBOX and the autocreated mailboxes start subscribed, so clients that show subscribed
+    folders only (the default of Thunderbird and many phones) see them, like Dovecot's
+    ``auto = subscribe``. Fails with EXISTS if the name is taken (names compare
+    case-insensitively).
+    """
+
+    name: str = field(metadata=param("Account name.", positional=True, parse=account_name))
+    password: Secret = field(metadata=param("Password; stored as an argon2id hash."))
+    kind: AccountKind = field(
+        default=AccountKind.IMAP,
+        metadata=param("imap: folders; pop: INBOX only (POP-only users)."),
+    )
+    manager: bool = field(
+        default=False, metadata=param("May manage other accounts, public folders and quotas.")
+    )
+    quota: Limit = field(
+        default=UNLIMITED,
+        metadata=param(
+            "Storage limit: a size with K, M or G (binary units), or 'unlimited'.",
+            parse=Limit.parse_size,
+            metavar="SIZE",
+        ),
+    )
+    messages: Limit = field(
+        default=UNLIMITED,
+        metadata=param(
+            "Message count limit, or 'unlimited'.", parse=Limit.parse_count, metavar="N"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        account_name(self.name)
+        check_password(self.password)
+
+    async def run(self, ctx: ManagementContext) -> AccountInfo:
+        try:
+            await ctx.backend.get_account(self.name)
+        except StoreError as exc:
+            if exc.kind is not ErrorKind.NOT_FOUND:
+                raise
+        else:
+            raise StoreError(ErrorKind.EXISTS, f"Account {self.name!r} already exists")
+        mailboxes = autocreate_mailboxes(ctx, self.kind)
+        password_hash = await asyncio.to_thread(ctx.hash_password, self.password.reveal())
+        account = await ctx.backend.create_account(
+            NewAccount(
+                name=self.name,
+                password_hash=password_hash,
+                kind=self.kind,
+                manager=self.manager,
+                storage_limit_kib=octets_to_kib(self.quota.value),
+                message_limit=self.messages.value,
+                mailboxes=mailboxes,
+            )
+        )
+        for name in (INBOX, *(name for name, _ in mailboxes)):
+            await ctx.backend.set_subscribed(account.id, name, True)
+        return account
+
+
+@operation("account delete", confirm=True)
+@dataclass(frozen=True, slots=True)
+class AccountDelete:
+    """Delete an account with all its mail, mailboxes and the ACL entries naming it."""
+
+    name: str = field(metadata=param("Account name.", positional=True))
+
+    async def run(self, ctx: ManagementContext) -> None:
+        account = await find_account(ctx.backend, self.name)
+        await ctx.backend.delete_account(account.name)
+
+
+@operation("account list")
+@dataclass(frozen=True, slots=True)
+class AccountList:
+    """List every account, sorted by name."""
+
+    async def run(self, ctx: ManagementContext) -> list[AccountInfo]:
+        return await ctx.backend.list_accounts()
+
+
+@operation("account show")
+@dataclass(frozen=True, slots=True)
+class AccountShow:
+    """Show one account: settings, quota usage, number of mailboxes, where its tree is."""
+
+    name: str = field(metadata=param("Account name.", positional=True))
+
+    async def run(self, ctx: ManagementContext) -> AccountReport:
+        backend = ctx.backend
+        info = await find_account(backend, self.name)
+        quota = await backend.get_quota(info.id)
+        mailboxes = await backend.list_mailboxes(info.id)
+        path = str(backend.account_path(info.id)) if isinstance(backend, TreePaths) else None
+        return AccountReport(
+            name=info.name,
+            id=int(info.id),
+            kind=info.kind,
+            manager=info.manager,
+            login_disabled=info.login_disabled,
+            receive_disabled=info.receive_disabled,
+            created=info.created,
+            storage_limit_kib=quota.storage_limit_kib,
+            storage_used_kib=quota.storage_used_kib,
+            storage_used_octets=quota.storage_used_octets,
+            message_limit=quota.message_limit,
+            messages_used=quota.messages_used,
+            mailboxes=len(mailboxes),
+            path=path,
+        )
+
+
+@operation("account modify")
+@dataclass(frozen=True, slots=True)
+class AccountModify:
+    """Change an account's kind, privileges, limits, or whether it may log in or receive.
+
+    Options not given are left unchanged. Turning a pop account into an imap account creates
+    the autocreate mailboxes it lacks; turning an imap account into a pop account keeps its
+    folders (POP3 only ever shows INBOX).
+    """
+
+    name: str = field(metadata=param("Account name.", positional=True))
+    quota: Limit | None = field(
+        default=None,
+        metadata=param(
+            "Storage limit: a size with K, M or G, or 'unlimited'.",
+            parse=Limit.parse_size,
+            metavar="SIZE",
+        ),
+    )
+    messages: Limit | None = field(
+        default=None,
+        metadata=param(
+            "Message count limit, or 'unlimited'.", parse=Limit.parse_count, metavar="N"
+        ),
+    )
+    kind: AccountKind | None = field(default=None, metadata=param("imap or pop."))
+    manager: bool | None = field(
+        default=None, metadata=param("Grant or revoke the manager privilege.")
+    )
+    login_disabled: bool | None = field(
+        default=None,
+        metadata=param(
+            "Refuse or allow logins (IMAP, POP3, web).",
+            switch=("disable-login", "enable-login"),
+        ),
+    )
+    receive_disabled: bool | None = field(
+        default=None,
+        metadata=param(
+            "Refuse or accept new mail (delivery).",
+            switch=("disable-receive", "enable-receive"),
+        ),
+    )
+
+    async def run(self, ctx: ManagementContext) -> AccountInfo:
+        changes = AccountChanges(
+            kind=self.kind,
+            manager=self.manager,
+            login_disabled=self.login_disabled,
+            receive_disabled=self.receive_disabled,
+            storage_limit_kib=_limit_change(self.quota, kib=True),
+            message_limit=_limit_change(self.messages, kib=False),
+        )
+        if changes == AccountChanges():
+            raise StoreError(ErrorKind.PARAMS, "Nothing to change: give at least one option")
+        before = await find_account(ctx.backend, self.name)
+        after = await ctx.backend.update_account(before.name, changes)
+        if before.kind is AccountKind.POP and after.kind is AccountKind.IMAP:
+            for name, special_use in autocreate_mailboxes(ctx, AccountKind.IMAP):
+                try:
+                    await ctx.backend.create_mailbox(after.id, name, special_use=special_use)
+                except StoreError as exc:
+                    if exc.kind is not ErrorKind.EXISTS:
+                        raise
+                else:
+                    await ctx.backend.set_subscribed(after.id, name, True)
+        return after
+
+
+def _limit_change(limit: Limit | None, *, kib: bool) -> int | None:
+    """``AccountChanges`` form: None = unchanged, -1 = unlimited, else the new limit."""
+    if limit is None:
+        return None
+    if limit.value is None:
+        return -1
+    return octets_to_kib(limit.value) if kib else limit.value
+
+
+@operation("password set")
+@dataclass(frozen=True, slots=True)
+class PasswordSet:
+    """Set an account's password (stored as an argon2id hash)."""
+
+    name: str = field(metadata=param("Account name.", positional=True))
+    password: Secret = field(metadata=param("The new password."))
+
+    def __post_init__(self) -> None:
+        check_password(self.password)
+
+    async def run(self, ctx: ManagementContext) -> None:
+        account = await find_account(ctx.backend, self.name)
+        password_hash = await asyncio.to_thread(ctx.hash_password, self.password.reveal())
+        await ctx.backend.set_password_hash(account.name, password_hash)

@@ -1,0 +1,351 @@
+"""How an operation is declared: once, as a frozen dataclass, for every face.
+
+An operation is a frozen, slotted dataclass whose fields are its parameters and whose
+``async run(ctx)`` does the work; :func:`operation` registers it under a name such as
+``"account add"``. The faces (the CLI now; the REST API, the web admin and ``msgstore.api``
+later) never declare parameters of their own: they read :func:`spec_of` and build their
+options, routes and forms from it, so a face cannot disagree with the operation about a
+parameter, its type, its default or how its text form is parsed.
+
+    @operation("quota set")
+    @dataclass(frozen=True, slots=True)
+    class QuotaSet:
+        \"\"\"Set an account's quota limits.\"\"\"
+
+        user: str = field(metadata=param("Account name.", positional=True))
+        storage: Limit | None = field(
+            default=None, metadata=param("Storage limit, e.g. 1G.", parse=Limit.parse_size)
+        )
+
+        async def run(self, ctx: ManagementContext) -> QuotaReport: ...
+
+Each parameter is described by :class:`Param`, derived from the field's type and its
+:func:`param` metadata:
+
+- ``str`` (or a ``NewType`` of it), ``int``, enums, ``bool`` and ``X | None`` are understood
+  from the annotation; ``parse`` overrides how text becomes a value (sizes, limits, names);
+- ``bool`` is a flag; ``bool | None`` is a pair of switches (``switch=("disable-login",
+  "enable-login")``, default ``--x/--no-x``) where ``None`` means "leave unchanged";
+- :class:`Secret` values are never taken from a command line: a face reads them from a
+  channel that does not end up in ``ps`` or shell history (the CLI: standard input).
+
+Every text parser raises :class:`~msgstore.core.errors.StoreError` with ``PARAMS`` and a
+one-line reason, so each face reports the same message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+import types
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, final
+
+from msgstore.core.errors import ErrorKind, StoreError
+from msgstore.core.units import parse_size
+from msgstore.storage.base import Backend
+
+if TYPE_CHECKING:
+    from msgstore.config import Config
+
+#: The key under which :func:`param` stores its description in a field's metadata.
+_PARAM_KEY: Final = "msgstore.param"
+#: Words that mean "no limit" wherever a limit is written as text.
+UNLIMITED_WORDS: Final = frozenset({"unlimited", "none", "0"})
+
+
+# --- value types operations take --------------------------------------------------------------
+
+
+@final
+class Secret:
+    """A password or key: its value never appears in ``repr``, ``str`` or a traceback.
+
+    Modelled on starlette's ``Secret``; call :meth:`reveal` at the one place that needs the
+    value (hashing).
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A quota limit as given: a number, or ``None`` for unlimited.
+
+    A parameter typed ``Limit | None`` uses ``None`` for "leave unchanged" and
+    ``Limit(None)`` for "remove the limit"; ``0`` and ``unlimited`` both mean no limit, as
+    in Dovecot's quota rules.
+    """
+
+    value: int | None
+
+    @classmethod
+    def parse_size(cls, text: str) -> Limit:
+        """``"100M"`` -> ``Limit(104857600)`` octets; ``"unlimited"``/``"0"`` -> no limit."""
+        if text.strip().lower() in UNLIMITED_WORDS:
+            return cls(None)
+        return cls(parse_size(text) or None)
+
+    @classmethod
+    def parse_count(cls, text: str) -> Limit:
+        """``"1000"`` -> ``Limit(1000)``; ``"unlimited"``/``"0"`` -> no limit."""
+        if text.strip().lower() in UNLIMITED_WORDS:
+            return cls(None)
+        return cls(parse_int(text, what="message limit") or None)
+
+    def __str__(self) -> str:
+        return "unlimited" if self.value is None else str(self.value)
+
+
+UNLIMITED: Final = Limit(None)
+
+
+def octets_to_kib(octets: int | None) -> int | None:
+    """A storage limit in octets as RFC 9208 KiB, rounded up so the limit is never lower
+    than asked."""
+    return None if octets is None else (octets + 1023) // 1024
+
+
+def parse_int(text: str, *, what: str = "number") -> int:
+    """A non-negative decimal integer of at most 18 digits, or PARAMS."""
+    stripped = text.strip()
+    if not stripped.isascii() or not stripped.isdigit() or len(stripped) > 18:
+        raise StoreError(ErrorKind.PARAMS, f"Invalid {what} {text!r}: expected a whole number")
+    return int(stripped)
+
+
+# --- the context operations run in ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ManagementContext:
+    """What an operation runs against: the store, the configuration, and a password hasher.
+
+    The hasher is passed in rather than imported so that management depends on the storage
+    interface and the core only (docs/architecture.md); the faces pass
+    ``msgstore.auth.passwords.hash_password``. It is a blocking function: operations call it
+    in a worker thread.
+    """
+
+    backend: Backend
+    config: Config
+    hash_password: Callable[[str], str]
+
+
+# --- declaring operations ---------------------------------------------------------------------
+
+
+class Operation(Protocol):
+    """What every registered operation class provides (besides being a dataclass)."""
+
+    def run(self, ctx: ManagementContext) -> Awaitable[object]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One parameter of an operation, as every face sees it."""
+
+    name: str  # the field name, e.g. "login_disabled"
+    help: str
+    #: The value type without ``| None``: str, int, bool, an Enum subclass, Secret or Limit.
+    type: type
+    optional: bool  # the annotation includes None
+    required: bool  # the field has no default
+    default: object
+    positional: bool
+    #: Text -> value; raises StoreError(PARAMS). Not used for bool and Secret parameters.
+    parse: Callable[[str], object]
+    #: For ``bool | None``: the words for True and for False ("disable-login", "enable-login").
+    switch: tuple[str, str] | None
+    metavar: str | None
+    choices: tuple[str, ...] | None  # the accepted text values of an enum parameter
+
+
+@dataclass(frozen=True, slots=True)
+class OperationSpec:
+    """A registered operation: its name, its class, its parameters and its result type."""
+
+    name: str
+    cls: type[Operation]
+    params: tuple[Param, ...]
+    summary: str  # the first line of the docstring
+    doc: str
+    #: The annotation of ``run``'s result; ``None`` (the type) for "nothing to print".
+    result: object
+    #: True if an interactive face should ask before running it (it destroys data).
+    confirm: bool
+
+    def build(self, values: Mapping[str, object]) -> Operation:
+        """Construct the operation from parsed values (missing ones take their defaults)."""
+        known = {p.name for p in self.params}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise StoreError(ErrorKind.PARAMS, f"Unknown parameter {unknown[0]!r}")
+        return self.cls(**values)
+
+
+#: Every registered operation by name, in registration order.
+OPERATIONS: Final[dict[str, OperationSpec]] = {}
+_BY_CLASS: Final[dict[type, OperationSpec]] = {}
+
+_T = TypeVar("_T")
+
+
+def param(
+    help: str,
+    *,
+    positional: bool = False,
+    parse: Callable[[str], object] | None = None,
+    switch: tuple[str, str] | None = None,
+    metavar: str | None = None,
+) -> dict[str, object]:
+    """Field metadata describing a parameter; use as ``field(metadata=param(...))``."""
+    spec = {
+        "help": help,
+        "positional": positional,
+        "parse": parse,
+        "switch": switch,
+        "metavar": metavar,
+    }
+    return {_PARAM_KEY: spec}
+
+
+def operation(name: str, *, confirm: bool = False) -> Callable[[type[_T]], type[_T]]:
+    """Register a frozen dataclass as the operation ``name`` (e.g. ``"account add"``).
+
+    Raises TypeError at import time if the class is not a frozen dataclass, a field lacks
+    :func:`param` metadata, or a field's type is not one the faces understand; so a broken
+    declaration fails every test run, not a request.
+    """
+
+    def register(cls: type[_T]) -> type[_T]:
+        if name in OPERATIONS:
+            raise TypeError(f"operation {name!r} is declared twice")
+        if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+            raise TypeError(f"operation {name!r}: {cls.__name__} must be a frozen dataclass")
+        run = getattr(cls, "run", None)
+        if run is None or not inspect.iscoroutinefunction(run):
+            raise TypeError(f"operation {name!r}: {cls.__name__} needs 'async def run(self, ctx)'")
+        hints = typing.get_type_hints(cls)
+        params = tuple(_param_of(name, f, hints[f.name]) for f in dataclasses.fields(cls))
+        doc = (cls.__doc__ or "").strip()
+        result = typing.get_type_hints(run).get("return")
+        spec = OperationSpec(
+            name=name,
+            cls=typing.cast(type[Operation], cls),
+            params=params,
+            summary=doc.splitlines()[0] if doc else name,
+            doc=doc,
+            result=result,
+            confirm=confirm,
+        )
+        OPERATIONS[name] = spec
+        _BY_CLASS[cls] = spec
+        return cls
+
+    return register
+
+
+def spec_of(cls: type[Operation]) -> OperationSpec:
+    """The declaration of a registered operation class."""
+    return _BY_CLASS[cls]
+
+
+def _param_of(op: str, f: dataclasses.Field[Any], annotation: object) -> Param:
+    meta = f.metadata.get(_PARAM_KEY)
+    if meta is None:
+        raise TypeError(f"operation {op!r}: field {f.name!r} has no param() metadata")
+    value_type, optional = _unwrap_optional(annotation)
+    has_default = (
+        f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    )
+    default: object = None
+    if f.default is not dataclasses.MISSING:
+        default = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    choices: tuple[str, ...] | None = None
+    parse = meta["parse"]
+    if isinstance(value_type, type) and issubclass(value_type, enum.Enum):
+        choices = tuple(str(member.value) for member in value_type)
+        parse = parse or _enum_parser(value_type)
+    elif value_type is int:
+        parse = parse or (lambda text: parse_int(text, what=f.name.replace("_", " ")))
+    elif value_type is str:
+        parse = parse or str
+    elif value_type in (bool, Secret):
+        parse = parse or _no_text_form(f.name)
+    elif parse is None:
+        raise TypeError(
+            f"operation {op!r}: field {f.name!r} of type {value_type!r} needs a parse= function"
+        )
+    if meta["switch"] is not None and not (value_type is bool and optional):
+        raise TypeError(f"operation {op!r}: switch= is for 'bool | None' fields ({f.name!r})")
+    if not isinstance(value_type, type):
+        raise TypeError(f"operation {op!r}: field {f.name!r} has unsupported type {annotation!r}")
+    return Param(
+        name=f.name,
+        help=meta["help"],
+        type=value_type,
+        optional=optional,
+        required=not has_default,
+        default=default,
+        positional=meta["positional"],
+        parse=parse,
+        switch=meta["switch"],
+        metavar=meta["metavar"],
+        choices=choices,
+    )
+
+
+def _unwrap_optional(annotation: object) -> tuple[object, bool]:
+    """``X | None`` -> ``(X, True)``; a NewType -> its supertype; anything else as is."""
+    optional = False
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(annotation))
+        if len(args) != 1:
+            return annotation, optional
+        annotation = args[0]
+    while isinstance(annotation, typing.NewType):
+        annotation = annotation.__supertype__
+    return annotation, optional
+
+
+def _enum_parser(enum_type: type[enum.Enum]) -> Callable[[str], object]:
+    def parse(text: str) -> object:
+        for member in enum_type:
+            if str(member.value) == text.strip().lower():
+                return member
+        allowed = ", ".join(str(m.value) for m in enum_type)
+        raise StoreError(ErrorKind.PARAMS, f"Invalid value {text!r}: expected one of {allowed}")
+
+    return parse
+
+
+def _no_text_form(name: str) -> Callable[[str], object]:
+    def parse(text: str) -> object:
+        raise StoreError(ErrorKind.PARAMS, f"{name} has no text form")
+
+    return parse

@@ -1,0 +1,1 @@
+"""The delivery pipeline against a real local store."""

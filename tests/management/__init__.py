@@ -1,0 +1,1 @@
+"""The management operations: declarations, validation, and runs against a real store."""
