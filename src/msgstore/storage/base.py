@@ -119,7 +119,9 @@ class Snapshot:
     uids: array[int]
     first_unseen: Uid | None  # lowest UID without \Seen (IMAP4rev1 UNSEEN)
     recent_uids: frozenset[Uid]  # \Recent for *this* session (claimed by this snapshot)
-    keywords: frozenset[str]  # keywords in use in this mailbox (for the FLAGS response)
+    #: Keywords defined in this mailbox, for the FLAGS response: every keyword set on a
+    #: message here (a backend may keep one after the last message carrying it is gone).
+    keywords: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)

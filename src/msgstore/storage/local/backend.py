@@ -1,0 +1,685 @@
+"""``LocalBackend``: the Backend protocol over system.db, per-account index.db files and
+message files (see the package docstring for the layout and the rules)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Concatenate, Final, ParamSpec, TypeVar
+
+from msgstore.core.accounts import AccountChanges, AccountInfo
+from msgstore.core.acl import Rights
+from msgstore.core.errors import ErrorKind, StoreError
+from msgstore.core.flags import FlagOp, Flags
+from msgstore.core.ids import AccountId, MailboxId, ModSeq, Uid, UidSet
+from msgstore.core.names import MailboxName, mailbox_name
+from msgstore.core.quota import QuotaInfo
+from msgstore.storage.base import (
+    AppendResult,
+    BodyReader,
+    Changes,
+    ChangeWatcher,
+    CopyResult,
+    Feature,
+    MailboxInfo,
+    MailboxStatus,
+    MessageMeta,
+    NewAccount,
+    Snapshot,
+    StagedMessage,
+    StoreFlagsResult,
+    Want,
+)
+from msgstore.storage.local import files
+from msgstore.storage.local.db import INDEX_DAMAGED, SYSTEM_DAMAGED, Worker
+from msgstore.storage.local.faults import FaultPlan
+from msgstore.storage.local.files import FileOps
+from msgstore.storage.local.index import AccountIndex, acl_identifier, parse_special_use
+from msgstore.storage.local.notify import ALL_MAILBOXES, NotifyChannel
+from msgstore.storage.local.staging import LocalStagedMessage
+from msgstore.storage.local.system import SystemDb, TreeBuilder
+from msgstore.storage.notify import ChangeHub
+
+log = logging.getLogger("msgstore.storage.local")
+
+#: Open index.db files kept (each with its thread); the least recently used idle one closes.
+MAX_OPEN_INDEXES: Final = 256
+#: Threads for staging (write, fsync, parse) and message reads.
+FILE_THREADS: Final = 8
+PUBLIC_QUOTA_ROOT: Final = "Public"
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class LocalBodyReader:
+    """Implements ``storage.base.BodyReader`` over an open message file.
+
+    Reads never go past the size recorded at delivery, and a file that turns out shorter
+    raises CORRUPTED instead of serving a short message.
+    """
+
+    __slots__ = ("_executor", "_fd", "_size")
+
+    def __init__(self, fd: int, size: int, executor: ThreadPoolExecutor) -> None:
+        self._fd = fd
+        self._size = size
+        self._executor = executor
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def fileno(self) -> int:
+        return self._fd
+
+    async def read(self, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise StoreError(ErrorKind.PARAMS, "Negative offset or length")
+        length = max(0, min(length, self._size - offset))
+        if length == 0:
+            return b""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._pread, offset, length)
+
+    def _pread(self, offset: int, length: int) -> bytes:
+        parts: list[bytes] = []
+        got = 0
+        while got < length:
+            data = os.pread(self._fd, length - got, offset + got)
+            if not data:
+                raise StoreError(
+                    ErrorKind.CORRUPTED,
+                    "message file damaged; run msgstore reconstruct",
+                    detail=f"fd {self._fd}: file ends before its recorded size {self._size}",
+                )
+            parts.append(data)
+            got += len(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def chunks(self, offset: int, length: int, chunk: int = 65536) -> AsyncIterator[bytes]:
+        if chunk <= 0:
+            raise StoreError(ErrorKind.PARAMS, "Chunk size must be positive")
+        end = min(self._size, offset + max(0, length))
+        pos = max(0, offset)
+        while pos < end:
+            data = await self.read(pos, min(chunk, end - pos))
+            yield data
+            pos += len(data)
+
+
+class LocalBackend:
+    """The embedded default backend (implements ``storage.base.Backend``).
+
+    Open it with :meth:`open`; close it with :meth:`close`. Every method may raise
+    :class:`StoreError`; see ``storage.base`` for the contract of each.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        fault_plan: FaultPlan | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.data_dir = data_dir
+        self.fault_plan = fault_plan
+        self._ops = FileOps(fault_plan)
+        self._users_dir = data_dir / "users"
+        self._public_dir = data_dir / "public"
+        self._tmp_dir = data_dir / "tmp"
+        self._notify_dir = data_dir / "run" / "notify"
+        self._files = ThreadPoolExecutor(
+            max_workers=FILE_THREADS, thread_name_prefix="msgstore-files"
+        )
+        self._system: Worker[SystemDb] = Worker(
+            "msgstore-system",
+            lambda: SystemDb(data_dir / "system.db", fault_plan),
+            damaged_text=SYSTEM_DAMAGED,
+        )
+        self._indexes: OrderedDict[AccountId, Worker[AccountIndex]] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._hub = ChangeHub(loop)
+        self._channel: NotifyChannel | None = None
+        self._public: AccountInfo | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(cls, data_dir: Path, *, fault_plan: FaultPlan | None = None) -> LocalBackend:
+        """Open (creating if needed) the store in ``data_dir`` and run startup recovery:
+        stale staging files of dead processes and trees of accounts that do not exist are
+        removed. Each index runs its own recovery when it is first opened."""
+        loop = asyncio.get_running_loop()
+        data_dir = Path(await loop.run_in_executor(None, os.path.abspath, data_dir))
+        backend = cls(data_dir, fault_plan=fault_plan, loop=loop)
+        try:
+            await loop.run_in_executor(backend._files, backend._make_dirs)
+            backend._channel = NotifyChannel(backend._notify_dir, backend._hub)
+            backend._public = await backend._system.run(
+                SystemDb.public_account, *backend._public_builder()
+            )
+            await backend._system.run(
+                SystemDb.remove_orphan_trees, backend._users_dir, backend._trash_tree
+            )
+            await loop.run_in_executor(
+                backend._files, files.remove_stale_temp_files, backend._ops, backend._tmp_dir
+            )
+        except BaseException:
+            await backend.close()
+            raise
+        return backend
+
+    def _make_dirs(self) -> None:
+        for path in (self.data_dir, self._users_dir, self._tmp_dir, self._notify_dir):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    @property
+    def features(self) -> frozenset[Feature]:
+        return frozenset({Feature.HARD_LINKS})
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Workers first: their queued jobs finish (and notify) before the channel goes.
+        workers = list(self._indexes.values())
+        self._indexes.clear()
+        for worker in workers:
+            await worker.close()
+        while self._closing:
+            await asyncio.gather(*list(self._closing))
+        await self._system.close()
+        if self._channel is not None:
+            await self._channel.close()
+        self._hub.close()
+        self._files.shutdown(wait=False)
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _tree(self, account: AccountId) -> Path:
+        if self._public is not None and account == self._public.id:
+            return self._public_dir
+        return self._users_dir / f"{account % 256:02x}" / str(account)
+
+    def _tree_builder(
+        self, *, mailboxes: Sequence[tuple[MailboxName, str]] = ()
+    ) -> Callable[[AccountId, str, int | None, int | None], None]:
+        def build(
+            account: AccountId, name: str, storage: int | None, messages: int | None
+        ) -> None:
+            tree = self._tree(account)
+            try:
+                AccountIndex.build(
+                    tree,
+                    self._ops,
+                    account=account,
+                    name=name,
+                    storage_limit_kib=storage,
+                    message_limit=messages,
+                    mailboxes=mailboxes,
+                )
+            except BaseException:
+                files.remove_tree_quietly(tree)
+                raise
+
+        return build
+
+    def _public_builder(self) -> tuple[TreeBuilder, Callable[[AccountId], None]]:
+        """Build the public tree, or adopt an existing valid one: a public folder tree
+        without its system.db row (system.db lost or restored from an older backup) keeps
+        its mail. Returns (build, remove-after-failure)."""
+        adopted = False
+
+        def build(
+            account: AccountId, name: str, storage: int | None, messages: int | None
+        ) -> None:
+            nonlocal adopted
+            if AccountIndex.is_valid_tree(self._public_dir):
+                log.warning("adopting the existing public folder tree %s", self._public_dir)
+                adopted = True
+                return
+            files.remove_tree_quietly(self._public_dir)
+            AccountIndex.build(
+                self._public_dir,
+                self._ops,
+                account=account,
+                name=name,
+                storage_limit_kib=storage,
+                message_limit=messages,
+            )
+
+        def remove(_: AccountId) -> None:
+            if not adopted:
+                files.remove_tree_quietly(self._public_dir)
+
+        return build, remove
+
+    def _trash_tree(self, tree: Path) -> None:
+        """Remove an account tree: renamed into ``tmp/`` first (atomic: other processes see
+        the account vanish at once), then deleted. A crash leaves it to startup cleanup."""
+        trash = self._tmp_dir / (files.temp_name() + ".deleted")
+        try:
+            self._ops.rename(tree, trash)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.warning("could not move %s aside: %s", tree, exc)
+            trash = tree
+        files.remove_tree_quietly(trash)
+
+    def _changed(self, account: AccountId, mailbox: MailboxId) -> None:
+        """After a commit, on a worker thread: wake watchers here and in other processes."""
+        self._hub.publish_threadsafe(account, mailbox)
+        if self._channel is not None:
+            self._channel.send(account, mailbox)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(ErrorKind.UNAVAILABLE, "The store is closed")
+
+    async def _sys(
+        self, fn: Callable[Concatenate[SystemDb, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        self._check_open()
+        return await self._system.run(fn, *args, **kwargs)
+
+    async def _idx(
+        self,
+        account: AccountId,
+        fn: Callable[Concatenate[AccountIndex, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn`` on the account's index thread (opening the index if needed)."""
+        self._check_open()
+        worker = self._indexes.get(account)
+        if worker is None:
+            worker = await self._open_index(account)
+        else:
+            self._indexes.move_to_end(account)
+        worker.leases += 1
+        try:
+            return await worker.run(fn, *args, **kwargs)
+        finally:
+            worker.leases -= 1
+            self._evict()
+
+    async def _open_index(self, account: AccountId) -> Worker[AccountIndex]:
+        info = await self._sys(SystemDb.get_account_by_id, account)
+        worker = self._indexes.get(account)
+        if worker is not None:  # opened by another task while we looked the account up
+            return worker
+        tree = self._tree(account)
+        worker = Worker(
+            f"msgstore-index-{account}",
+            lambda: AccountIndex(account, tree, self._ops, self._changed),
+            damaged_text=INDEX_DAMAGED,
+        )
+        self._indexes[account] = worker
+        worker.leases += 1
+        try:
+            # Mirror the limits of system.db (repairs a crash between the two updates).
+            await worker.run(AccountIndex.sync_limits, info.storage_limit_kib, info.message_limit)
+        except StoreError as exc:
+            if exc.kind is ErrorKind.NOT_FOUND:
+                self._drop_index(account)
+            raise
+        finally:
+            worker.leases -= 1
+        return worker
+
+    def _evict(self) -> None:
+        excess = len(self._indexes) - MAX_OPEN_INDEXES
+        if excess <= 0:
+            return
+        for account, worker in list(self._indexes.items()):
+            if excess <= 0:
+                break
+            if worker.leases == 0:
+                self._drop_index(account)
+                excess -= 1
+
+    def _drop_index(self, account: AccountId) -> None:
+        worker = self._indexes.pop(account, None)
+        if worker is None:
+            return
+        task = asyncio.get_running_loop().create_task(worker.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    # --- accounts -----------------------------------------------------------------------------
+
+    async def create_account(self, spec: NewAccount) -> AccountInfo:
+        mailboxes = [(mailbox_name(n), parse_special_use(s)) for n, s in spec.mailboxes]
+        return await self._sys(
+            SystemDb.create_account,
+            name=spec.name,
+            password_hash=spec.password_hash,
+            kind=spec.kind,
+            manager=spec.manager,
+            storage_limit_kib=spec.storage_limit_kib,
+            message_limit=spec.message_limit,
+            build_tree=self._tree_builder(mailboxes=mailboxes),
+            remove_tree=lambda account: files.remove_tree_quietly(self._tree(account)),
+        )
+
+    async def get_account(self, name: str) -> AccountInfo:
+        return await self._sys(SystemDb.get_account, name)
+
+    async def get_account_by_id(self, account: AccountId) -> AccountInfo:
+        return await self._sys(SystemDb.get_account_by_id, account)
+
+    async def list_accounts(self) -> list[AccountInfo]:
+        return await self._sys(SystemDb.list_accounts)
+
+    async def update_account(self, name: str, changes: AccountChanges) -> AccountInfo:
+        info = await self._sys(SystemDb.update_account, name, changes)
+        if changes.storage_limit_kib is not None or changes.message_limit is not None:
+            await self._idx(
+                info.id, AccountIndex.set_limits, info.storage_limit_kib, info.message_limit
+            )
+        return info
+
+    async def rename_account(self, old: str, new: str) -> AccountInfo:
+        before, after = await self._sys(SystemDb.rename_account, old, new)
+        await self._idx(after.id, AccountIndex.set_account_name, after.name)
+        if before.name.casefold() != after.name.casefold():
+            await self._rename_identifier(before.name, after.name)
+        return after
+
+    async def _rename_identifier(self, old: str, new: str) -> None:
+        """Carry ACL entries naming a renamed account over to its new name, in every tree."""
+        pairs = [(old, new), ("-" + old, "-" + new)]
+        keys = [o.casefold() for o, _ in pairs]
+        shares = await self._sys(SystemDb.shares_for, keys)
+        for owner, mailbox, key in shares:
+            new_key = key.replace(old.casefold(), new.casefold(), 1)
+            await self._sys(SystemDb.add_share, AccountId(owner), mailbox, new_key)
+        for owner in sorted({s[0] for s in shares}):
+            with contextlib.suppress(StoreError):
+                await self._idx(AccountId(owner), AccountIndex.rename_identifiers, pairs)
+        for owner, mailbox, key in shares:
+            await self._sys(SystemDb.remove_shares, AccountId(owner), mailbox, [key])
+
+    async def delete_account(self, name: str) -> None:
+        info = await self._sys(SystemDb.delete_account, name)
+        worker = self._indexes.pop(info.id, None)
+        if worker is not None:
+            await worker.close()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._files, self._trash_tree, self._tree(info.id))
+        self._hub.publish_account(info.id)
+        if self._channel is not None:
+            self._channel.send(info.id, ALL_MAILBOXES)
+        keys = [name.casefold(), "-" + name.casefold(), info.name.casefold()]
+        keys += ["-" + info.name.casefold()]
+        shares = await self._sys(SystemDb.shares_for, keys)
+        for owner in sorted({s[0] for s in shares}):
+            try:
+                await self._idx(AccountId(owner), AccountIndex.drop_identifiers, sorted(set(keys)))
+            except StoreError as exc:
+                log.warning("account %s: ACL entries in #%d left: %s", name, owner, exc.detail)
+        for owner, mailbox, key in shares:
+            await self._sys(SystemDb.remove_shares, AccountId(owner), mailbox, [key])
+
+    async def get_password_hash(self, name: str) -> tuple[AccountInfo, str]:
+        return await self._sys(SystemDb.get_password_hash, name)
+
+    async def set_password_hash(self, name: str, password_hash: str) -> None:
+        await self._sys(SystemDb.set_password_hash, name, password_hash)
+
+    async def public_account(self) -> AccountInfo:
+        self._check_open()
+        assert self._public is not None
+        return self._public
+
+    # --- mailboxes ----------------------------------------------------------------------------
+
+    async def create_mailbox(
+        self, account: AccountId, name: MailboxName, *, special_use: str = ""
+    ) -> MailboxInfo:
+        return await self._idx(account, AccountIndex.create_mailbox, name, special_use)
+
+    async def delete_mailbox(self, account: AccountId, name: MailboxName) -> None:
+        mailbox = await self._idx(account, AccountIndex.delete_mailbox, name)
+        await self._sys(SystemDb.remove_shares, account, mailbox, None)
+
+    async def rename_mailbox(self, account: AccountId, old: MailboxName, new: MailboxName) -> None:
+        await self._idx(account, AccountIndex.rename_mailbox, old, new)
+
+    async def get_mailbox(self, account: AccountId, name: MailboxName) -> MailboxInfo:
+        return await self._idx(account, AccountIndex.get_mailbox, name)
+
+    async def list_mailboxes(self, account: AccountId) -> list[MailboxInfo]:
+        return await self._idx(account, AccountIndex.list_mailboxes)
+
+    async def set_subscribed(self, account: AccountId, name: MailboxName, on: bool) -> None:
+        await self._idx(account, AccountIndex.set_subscribed, name, on)
+
+    async def list_subscriptions(self, account: AccountId) -> list[MailboxName]:
+        return await self._idx(account, AccountIndex.list_subscriptions)
+
+    async def set_special_use(
+        self, account: AccountId, name: MailboxName, special_use: str
+    ) -> None:
+        await self._idx(account, AccountIndex.set_special_use, name, special_use)
+
+    async def mailbox_status(self, account: AccountId, mailbox: MailboxId) -> MailboxStatus:
+        return await self._idx(account, AccountIndex.mailbox_status, mailbox)
+
+    # --- messages -----------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _stage(self, max_octets: int) -> AsyncIterator[StagedMessage]:
+        self._check_open()
+        staged = LocalStagedMessage(
+            tmp_dir=self._tmp_dir, ops=self._ops, executor=self._files, max_octets=max_octets
+        )
+        try:
+            yield staged
+        finally:
+            await staged.discard()
+
+    def stage(self, *, max_octets: int) -> AbstractAsyncContextManager[StagedMessage]:
+        return self._stage(max_octets)
+
+    async def append(
+        self,
+        account: AccountId,
+        mailbox: MailboxId,
+        staged: StagedMessage,
+        *,
+        flags: Flags = frozenset(),
+        internal_date: dt.datetime | None = None,
+        uidl: str | None = None,
+        check_quota: bool = True,
+    ) -> AppendResult:
+        if not isinstance(staged, LocalStagedMessage):
+            raise StoreError(ErrorKind.PARAMS, "The message was not staged by this store")
+        when = internal_date if internal_date is not None else dt.datetime.now().astimezone()
+        return await self._idx(
+            account,
+            AccountIndex.append,
+            mailbox,
+            staged.staged_file(),
+            flags,
+            when,
+            uidl,
+            check_quota,
+        )
+
+    async def snapshot(
+        self, account: AccountId, mailbox: MailboxId, *, claim_recent: bool = False
+    ) -> Snapshot:
+        return await self._idx(account, AccountIndex.snapshot, mailbox, claim_recent)
+
+    async def fetch_meta(
+        self, account: AccountId, mailbox: MailboxId, uids: UidSet, want: Want
+    ) -> list[MessageMeta]:
+        return await self._idx(account, AccountIndex.fetch_meta, mailbox, uids, want)
+
+    @asynccontextmanager
+    async def _open_body(
+        self, account: AccountId, mailbox: MailboxId, uid: Uid
+    ) -> AsyncIterator[BodyReader]:
+        opening = asyncio.ensure_future(self._idx(account, AccountIndex.open_body, mailbox, uid))
+        try:
+            fd, size = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_opened)
+            raise
+        try:
+            yield LocalBodyReader(fd, size, self._files)
+        finally:
+            os.close(fd)
+
+    def open_body(
+        self, account: AccountId, mailbox: MailboxId, uid: Uid
+    ) -> AbstractAsyncContextManager[BodyReader]:
+        return self._open_body(account, mailbox, uid)
+
+    async def store_flags(
+        self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: UidSet,
+        op: FlagOp,
+        flags: Flags,
+        *,
+        unchanged_since: ModSeq | None = None,
+    ) -> StoreFlagsResult:
+        return await self._idx(
+            account, AccountIndex.store_flags, mailbox, uids, op, flags, unchanged_since
+        )
+
+    async def copy(
+        self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: UidSet,
+        dest_account: AccountId,
+        dest_mailbox: MailboxId,
+    ) -> CopyResult:
+        if account == dest_account:
+            return await self._idx(
+                account, AccountIndex.copy_within, mailbox, uids, dest_mailbox, move=False
+            )
+        sources = await self._idx(account, AccountIndex.read_for_copy, mailbox, uids)
+        return await self._idx(
+            dest_account, AccountIndex.insert_copies, dest_mailbox, sources, True
+        )
+
+    async def move(
+        self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: UidSet,
+        dest_account: AccountId,
+        dest_mailbox: MailboxId,
+    ) -> CopyResult:
+        """Within one account: one transaction (atomic). Across accounts: copy, then expunge
+        the copied sources; a crash between the two leaves the messages in both places (a
+        duplicate, never a loss)."""
+        if account == dest_account:
+            return await self._idx(
+                account, AccountIndex.copy_within, mailbox, uids, dest_mailbox, move=True
+            )
+        result = await self.copy(account, mailbox, uids, dest_account, dest_mailbox)
+        if result.source_uids:
+            await self.expunge(
+                account, mailbox, UidSet.from_uids(result.source_uids), only_deleted=False
+            )
+        return result
+
+    async def expunge(
+        self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: UidSet | None = None,
+        *,
+        only_deleted: bool = True,
+    ) -> list[Uid]:
+        return await self._idx(account, AccountIndex.expunge, mailbox, uids, only_deleted)
+
+    async def changes_since(
+        self, account: AccountId, mailbox: MailboxId, modseq: ModSeq
+    ) -> Changes:
+        return await self._idx(account, AccountIndex.changes_since, mailbox, modseq)
+
+    # --- acl ----------------------------------------------------------------------------------
+
+    async def get_acl(self, account: AccountId, mailbox: MailboxId) -> dict[str, Rights]:
+        return await self._idx(account, AccountIndex.get_acl, mailbox)
+
+    async def set_acl(
+        self, account: AccountId, mailbox: MailboxId, identifier: str, rights: Rights
+    ) -> None:
+        _, key = acl_identifier(identifier)
+        if not rights:
+            await self.delete_acl(account, mailbox, identifier)
+            return
+        # Directory first: it may list a share that is not (yet) in the index, never the reverse.
+        await self._idx(account, AccountIndex.check_mailbox, mailbox)
+        await self._sys(SystemDb.add_share, account, mailbox, key)
+        await self._idx(account, AccountIndex.set_acl, mailbox, identifier, rights)
+
+    async def delete_acl(self, account: AccountId, mailbox: MailboxId, identifier: str) -> None:
+        _, key = acl_identifier(identifier)
+        await self._idx(account, AccountIndex.delete_acl, mailbox, identifier)
+        await self._sys(SystemDb.remove_shares, account, mailbox, [key])
+
+    async def shared_with(self, identifiers: Sequence[str]) -> list[tuple[AccountId, MailboxId]]:
+        keys = [acl_identifier(i)[1] for i in identifiers]
+        shares = await self._sys(SystemDb.shares_for, keys)
+        return sorted({(AccountId(o), MailboxId(m)) for o, m, _ in shares})
+
+    # --- quota --------------------------------------------------------------------------------
+
+    async def get_quota(self, account: AccountId) -> QuotaInfo:
+        info = await self._sys(SystemDb.get_account_by_id, account)
+        used, count, limit, message_limit = await self._idx(account, AccountIndex.get_quota)
+        public = self._public is not None and account == self._public.id
+        return QuotaInfo(
+            root=PUBLIC_QUOTA_ROOT if public else info.name,
+            storage_limit_kib=None if limit is None else limit // 1024,
+            message_limit=message_limit,
+            storage_used_octets=used,
+            messages_used=count,
+        )
+
+    async def set_quota(
+        self, account: AccountId, *, storage_limit_kib: int | None, message_limit: int | None
+    ) -> QuotaInfo:
+        await self._sys(SystemDb.set_limits, account, storage_limit_kib, message_limit)
+        await self._idx(account, AccountIndex.set_limits, storage_limit_kib, message_limit)
+        return await self.get_quota(account)
+
+    # --- notifications ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _watch(self, account: AccountId, mailbox: MailboxId) -> AsyncIterator[ChangeWatcher]:
+        self._check_open()
+        assert self._channel is not None
+        self._channel.listen(asyncio.get_running_loop())
+        async with self._hub.watch(account, mailbox) as watcher:
+            yield watcher
+
+    def watch(
+        self, account: AccountId, mailbox: MailboxId
+    ) -> AbstractAsyncContextManager[ChangeWatcher]:
+        return self._watch(account, mailbox)
+
+
+def _close_opened(task: asyncio.Future[tuple[int, int]]) -> None:
+    """A cancelled open_body whose file was opened anyway: close the descriptor."""
+    if not task.cancelled() and task.exception() is None:
+        os.close(task.result()[0])
