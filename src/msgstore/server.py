@@ -40,9 +40,12 @@ from typing import Any, Final, Protocol
 from msgstore import __version__
 from msgstore.config import Config, ConfigError, TlsSection, listen_keys
 from msgstore.core.errors import StoreError
+from msgstore.imap.server import start as start_imap
 from msgstore.net.listener import Listener, ListenError, bind_listeners, close_listeners
 from msgstore.net.logs import configure_logging
 from msgstore.net.tls import ensure_tls_files, server_context
+from msgstore.pop3.service import start as start_pop3
+from msgstore.poppassd.service import start as start_poppassd
 from msgstore.storage.base import Backend
 from msgstore.storage.open import open_backend
 
@@ -71,7 +74,11 @@ class RunningService(Protocol):
 ServiceStart = Callable[[Config, Backend, Sequence[Listener]], Awaitable[RunningService]]
 
 #: The protocol servers, by the section name of their listen keys. Each protocol adds its entry.
-SERVICES: Final[dict[str, ServiceStart]] = {}
+SERVICES: Final[dict[str, ServiceStart]] = {
+    "imap": start_imap,
+    "pop3": start_pop3,
+    "poppassd": start_poppassd,
+}
 
 
 def run_dir(config: Config) -> Path:

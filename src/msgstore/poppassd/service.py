@@ -1,0 +1,44 @@
+"""``start(config, backend, listeners)``: the poppassd entry of ``msgstore serve``'s SERVICES.
+
+poppassd has no TLS (its clients never had it): a ``tls_listen``-style key does not exist for
+it, and the service refuses to start on an implicit-TLS listener.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from msgstore.auth.sasl import Authenticator
+from msgstore.auth.throttle import ThrottlePolicy, process_throttle
+from msgstore.config import Config
+from msgstore.net.connection import Connection, ConnectionLimits, LineService
+from msgstore.net.listener import Listener
+from msgstore.poppassd.session import MAX_LINE_OCTETS, PoppassdSession
+from msgstore.storage.base import Backend
+
+
+class PoppassdService:
+    def __init__(self, lines: LineService, auth: Authenticator) -> None:
+        self._lines = lines
+        self._auth = auth
+
+    async def close(self) -> None:
+        await self._lines.close()
+        self._auth.close()
+
+
+async def start(
+    config: Config, backend: Backend, listeners: Sequence[Listener]
+) -> PoppassdService:
+    auth = Authenticator(backend, process_throttle(ThrottlePolicy.from_config(config)))
+
+    async def handle(conn: Connection) -> None:
+        await PoppassdSession(config, backend, auth, conn).run()
+
+    limits = ConnectionLimits(max_line_octets=MAX_LINE_OCTETS)
+    try:
+        lines = await LineService.start("poppassd", listeners, handle, limits=limits, tls=None)
+    except BaseException:
+        auth.close()
+        raise
+    return PoppassdService(lines, auth)
