@@ -40,6 +40,7 @@ from typing import Any, Final, Protocol
 from msgstore import __version__
 from msgstore.config import Config, ConfigError, TlsSection, listen_keys
 from msgstore.core.errors import StoreError
+from msgstore.imap.server import start as start_imap
 from msgstore.net.listener import Listener, ListenError, bind_listeners, close_listeners
 from msgstore.net.logs import configure_logging
 from msgstore.net.tls import ensure_tls_files, server_context
@@ -74,6 +75,7 @@ ServiceStart = Callable[[Config, Backend, Sequence[Listener]], Awaitable[Running
 
 #: The protocol servers, by the section name of their listen keys. Each protocol adds its entry.
 SERVICES: Final[dict[str, ServiceStart]] = {
+    "imap": start_imap,
     "pop3": start_pop3,
     "poppassd": start_poppassd,
 }

@@ -144,12 +144,15 @@ def split_tag(line: bytes) -> tuple[bytes, int]:
     return tag, len(line) if sp < 0 else sp
 
 
-def parse_command(unit: CommandUnit, ctx: ParseContext) -> Command:
-    """Parse one command unit.
+def read_name(unit: CommandUnit) -> tuple[bytes, bytes, int]:
+    """The tag, the upper-case command name (``UID FETCH`` with its prefix) and the offset
+    just after the name, read lexically; the session checks the command's state with it
+    before the arguments are parsed.
 
     Raises:
-        ParseError: one of its subclasses; each carries ``tag`` when the tag was valid
-            (see :mod:`msgstore.imap.syntax.errors`).
+        InvalidTagError: see :func:`split_tag`.
+        BadCommandError, UnknownCommandError: no command name, or one we do not know (both
+            carry ``tag``).
     """
     line = unit.lines[0]
     tag, pos = split_tag(line)
@@ -162,14 +165,35 @@ def parse_command(unit: CommandUnit, ctx: ParseContext) -> Command:
                 raise BadCommandError("Missing command after UID")
             sub, pos = _word(line, pos + 1)
             name = b"UID " + sub
-        parser = PARSERS.get(name)
-        if parser is None:
+        if name not in PARSERS:
             raise UnknownCommandError("Unknown command")
-        tokens = tokenize(unit, pos, ctx.tokens)
-        return Command(tag, name, parser(TokenReader(tokens), ctx))
     except ParseError as e:
         e.tag = tag
         raise
+    return tag, name, pos
+
+
+def parse_arguments(
+    unit: CommandUnit, tag: bytes, name: bytes, pos: int, ctx: ParseContext
+) -> Command:
+    """Parse the arguments of a command whose name :func:`read_name` returned."""
+    try:
+        tokens = tokenize(unit, pos, ctx.tokens)
+        return Command(tag, name, PARSERS[name](TokenReader(tokens), ctx))
+    except ParseError as e:
+        e.tag = tag
+        raise
+
+
+def parse_command(unit: CommandUnit, ctx: ParseContext) -> Command:
+    """Parse one command unit.
+
+    Raises:
+        ParseError: one of its subclasses; each carries ``tag`` when the tag was valid
+            (see :mod:`msgstore.imap.syntax.errors`).
+    """
+    tag, name, pos = read_name(unit)
+    return parse_arguments(unit, tag, name, pos, ctx)
 
 
 def is_idle_done(unit: CommandUnit) -> bool:

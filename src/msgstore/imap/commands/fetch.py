@@ -1,0 +1,394 @@
+"""FETCH and UID FETCH (RFC 9051 §6.4.5, RFC 3516 BINARY, RFC 7162 CHANGEDSINCE/VANISHED).
+
+Everything comes from what delivery computed (ARCHITECTURE.md "parse once"): FLAGS, dates and
+sizes from the index row, ENVELOPE/BODY/BODYSTRUCTURE as stored bytes, and every
+``BODY[section]`` as a byte range of the stored file found in the part map
+(``mime.partmap`` explains each section). Ranges stream from the file through the writer
+(``sendfile`` on plain sockets); HEADER.FIELDS reads only the header block, and BINARY decodes
+only the one part it names.
+
+Messages go out in batches of :data:`BATCH`: one ``fetch_meta`` query per batch and the
+writer's buffer flushed as it fills, so ``FETCH 1:* BODY[]`` on a big mailbox never holds
+more than one batch of metadata and one buffer of output.
+"""
+
+from __future__ import annotations
+
+import binascii
+import contextlib
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+from msgstore.core.errors import ErrorKind, StoreError
+from msgstore.core.flags import SEEN, FlagOp
+from msgstore.core.ids import ModSeq, Uid
+from msgstore.imap.selected import ranges_of
+from msgstore.imap.syntax.args import Command, FetchArgs
+from msgstore.imap.syntax.fetchatt import (
+    FetchAttr,
+    FetchBinary,
+    FetchBinarySize,
+    FetchBody,
+    FetchItem,
+    Partial,
+    Section,
+    SectionText,
+)
+from msgstore.imap.syntax.responses import (
+    Code,
+    ResponseCode,
+    Status,
+    StatusResponse,
+    Vanished,
+    encode_astring,
+    encode_flag_list,
+)
+from msgstore.mime.partmap import PartInfo, PartMap
+from msgstore.storage.base import BodyReader, MessageMeta, Want
+
+if TYPE_CHECKING:
+    from msgstore.imap.session import Session
+
+#: Messages per metadata query.
+BATCH: Final = 256
+_MONTHS: Final = (
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
+
+
+class _UnknownCteError(Exception):
+    pass
+
+
+def imap_date_time(when: dt.datetime) -> bytes:
+    """``"dd-Mon-yyyy hh:mm:ss +zzzz"`` (RFC 9051 date-time; day padded with a space)."""
+    zone = when.strftime("%z") or "+0000"
+    return (
+        f'"{when.day:2d}-{_MONTHS[when.month - 1]}-{when.year:04d} {when:%H:%M:%S} {zone}"'
+    ).encode()
+
+
+def header_fields(block: bytes) -> list[tuple[bytes, bytes]]:
+    """The fields of a header block as ``(lower-case name, raw octets with CRLF)``."""
+    out: list[tuple[bytes, bytes]] = []
+    for line in block.splitlines(keepends=True):
+        if line in (b"\r\n", b"\n"):
+            break
+        if line[:1] in (b" ", b"\t") and out:
+            name, raw = out[-1]
+            out[-1] = (name, raw + line)
+            continue
+        name, colon, _ = line.partition(b":")
+        out.append((name.strip().lower() if colon else b"", line))
+    return out
+
+
+def filter_header(block: bytes, fields: Sequence[str], *, exclude: bool) -> bytes:
+    """HEADER.FIELDS / HEADER.FIELDS.NOT: the chosen fields and the blank line."""
+    wanted = {f.lower().encode("ascii") for f in fields}
+    kept = [raw for name, raw in header_fields(block) if name and ((name in wanted) != exclude)]
+    return b"".join(kept) + b"\r\n"
+
+
+def decode_cte(data: bytes, encoding: str) -> bytes:
+    """Undo a Content-Transfer-Encoding for BINARY (RFC 3516 §4.2)."""
+    if encoding in ("7bit", "8bit", "binary", ""):
+        return data
+    if encoding == "base64":
+        cleaned = b"".join(data.split())
+        cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
+        try:
+            return binascii.a2b_base64(cleaned)
+        except binascii.Error:
+            raise _UnknownCteError from None
+    if encoding == "quoted-printable":
+        return binascii.a2b_qp(data)
+    raise _UnknownCteError
+
+
+def section_spec(section: Section) -> bytes:
+    """The section as the response names it (the client's spelling of field names)."""
+    spec = b".".join(b"%d" % n for n in section.part)
+    if section.text is not None:
+        spec += (b"." if spec else b"") + section.text.value
+    if section.fields:
+        spec += b" (" + b" ".join(encode_astring(f.encode()) for f in section.fields) + b")"
+    return spec
+
+
+def _want(items: Sequence[FetchItem]) -> Want:
+    want = Want.FLAGS
+    for item in items:
+        if item is FetchAttr.ENVELOPE:
+            want |= Want.ENVELOPE
+        elif item is FetchAttr.BODY:
+            want |= Want.BODY
+        elif item is FetchAttr.BODYSTRUCTURE:
+            want |= Want.BODYSTRUCTURE
+        elif isinstance(item, FetchBody | FetchBinary | FetchBinarySize) or item in (
+            FetchAttr.RFC822,
+            FetchAttr.RFC822_HEADER,
+            FetchAttr.RFC822_TEXT,
+        ):
+            want |= Want.PARTMAP
+    return want
+
+
+def _sets_seen(items: Sequence[FetchItem]) -> bool:
+    for item in items:
+        if isinstance(item, FetchBody | FetchBinary) and not item.peek:
+            return True
+        if item in (FetchAttr.RFC822, FetchAttr.RFC822_TEXT):
+            return True
+    return False
+
+
+def _range(pm: PartMap, section: Section, size: int) -> tuple[int, int] | None:
+    """``(start, end)`` of a section without HEADER.FIELDS, or None if it does not exist."""
+    if not section.part and section.text is None:
+        return 0, size
+    p: PartInfo | None = pm.part(section.part)
+    if p is None:
+        return None
+    text = section.text
+    if not section.part:
+        if text is SectionText.HEADER:
+            return p.header_start, p.header_end
+        return p.header_end, p.body_end  # TEXT
+    if text is None:
+        return p.header_end, p.body_end
+    if text is SectionText.MIME:
+        return p.header_start, p.header_end
+    if not p.is_message:
+        return None
+    if text is SectionText.HEADER:
+        return p.header_end, p.inner_header_end
+    return p.inner_header_end, p.body_end
+
+
+def _header_block(pm: PartMap, section: Section) -> tuple[int, int] | None:
+    if not section.part:
+        p = pm.part(())
+        return None if p is None else (p.header_start, p.header_end)
+    p = pm.part(section.part)
+    if p is None or not p.is_message:
+        return None
+    return p.header_end, p.inner_header_end
+
+
+def _clip(start: int, end: int, partial: Partial | None) -> tuple[int, int]:
+    if partial is None:
+        return start, end
+    lo = min(end, start + partial.offset)
+    return lo, min(end, lo + partial.length)
+
+
+def _literal(data: bytes) -> bytes:
+    if b"\0" in data:
+        return b"~{%d}\r\n" % len(data) + data
+    return b"{%d}\r\n" % len(data) + data
+
+
+class _Message:
+    """One message's FETCH response, written item by item."""
+
+    def __init__(self, s: Session, meta: MessageMeta, body: BodyReader | None) -> None:
+        self.s = s
+        self.meta = meta
+        self.body = body
+        self._pm: PartMap | None = None
+
+    @property
+    def pm(self) -> PartMap:
+        if self._pm is None:
+            if self.meta.partmap is None:
+                raise StoreError(ErrorKind.CORRUPTED, "Message metadata is missing")
+            self._pm = PartMap.from_bytes(self.meta.partmap)
+        return self._pm
+
+    def _reader(self) -> BodyReader:
+        assert self.body is not None
+        return self.body
+
+    async def item(self, item: FetchItem) -> None:
+        out, meta = self.s.out, self.meta
+        sel = self.s.selected
+        assert sel is not None
+        if item is FetchAttr.UID:
+            out.write(b"UID %d" % meta.uid)
+        elif item is FetchAttr.FLAGS:
+            flags = sorted(meta.flags)
+            if meta.uid in sel.recent and not self.s.rev2:
+                flags.append("\\Recent")
+            out.write(b"FLAGS " + encode_flag_list(flags))
+        elif item is FetchAttr.INTERNALDATE:
+            out.write(b"INTERNALDATE " + imap_date_time(meta.internal_date))
+        elif item is FetchAttr.RFC822_SIZE:
+            out.write(b"RFC822.SIZE %d" % meta.size)
+        elif item is FetchAttr.ENVELOPE:
+            out.write(b"ENVELOPE " + (meta.envelope or b"NIL"))
+        elif item is FetchAttr.BODY:
+            out.write(b"BODY " + (meta.body or b"NIL"))
+        elif item is FetchAttr.BODYSTRUCTURE:
+            out.write(b"BODYSTRUCTURE " + (meta.bodystructure or b"NIL"))
+        elif item is FetchAttr.MODSEQ:
+            out.write(b"MODSEQ (%d)" % meta.modseq)
+        elif item is FetchAttr.RFC822:
+            await self._section(b"RFC822", Section(), None)
+        elif item is FetchAttr.RFC822_HEADER:
+            await self._section(b"RFC822.HEADER", Section((), SectionText.HEADER), None)
+        elif item is FetchAttr.RFC822_TEXT:
+            await self._section(b"RFC822.TEXT", Section((), SectionText.TEXT), None)
+        elif isinstance(item, FetchBody):
+            name = b"BODY[" + section_spec(item.section) + b"]"
+            if item.partial is not None:
+                name += b"<%d>" % item.partial.offset
+            await self._section(name, item.section, item.partial)
+        elif isinstance(item, FetchBinary):
+            data = await self._binary(item.part)
+            name = b"BINARY[" + b".".join(b"%d" % n for n in item.part) + b"]"
+            if item.partial is not None:
+                lo, hi = _clip(0, len(data), item.partial)
+                data = data[lo:hi]
+                name += b"<%d>" % item.partial.offset
+            out.write(name + b" " + _literal(data))
+        elif isinstance(item, FetchBinarySize):
+            data = await self._binary(item.part)
+            out.write(
+                b"BINARY.SIZE[" + b".".join(b"%d" % n for n in item.part) + b"] %d" % len(data)
+            )
+
+    async def _section(self, name: bytes, section: Section, partial: Partial | None) -> None:
+        out = self.s.out
+        out.write(name + b" ")
+        if section.text in (SectionText.HEADER_FIELDS, SectionText.HEADER_FIELDS_NOT):
+            block = _header_block(self.pm, section)
+            if block is None:
+                out.write(b'""')
+                return
+            raw = await self._reader().read(block[0], block[1] - block[0])
+            data = filter_header(
+                raw, section.fields, exclude=section.text is SectionText.HEADER_FIELDS_NOT
+            )
+            lo, hi = _clip(0, len(data), partial)
+            out.write(_literal(data[lo:hi]))
+            return
+        span = _range(self.pm, section, self.meta.size)
+        if span is None:
+            out.write(b'""')
+            return
+        lo, hi = _clip(span[0], span[1], partial)
+        await out.literal_from(self._reader(), lo, hi - lo)
+
+    async def _binary(self, part: tuple[int, ...]) -> bytes:
+        if not part:
+            return await self._reader().read(0, self.meta.size)
+        p = self.pm.part(part)
+        if p is None:
+            return b""
+        raw = await self._reader().read(p.header_end, p.body_end - p.header_end)
+        return decode_cte(raw, p.encoding)
+
+
+def _needs_body(items: Sequence[FetchItem]) -> bool:
+    return any(
+        isinstance(i, FetchBody | FetchBinary | FetchBinarySize)
+        or i in (FetchAttr.RFC822, FetchAttr.RFC822_HEADER, FetchAttr.RFC822_TEXT)
+        for i in items
+    )
+
+
+async def fetch(s: Session, cmd: Command) -> StatusResponse:
+    args = cmd.args
+    assert isinstance(args, FetchArgs)
+    sel = s.selected
+    assert sel is not None
+    items = list(args.items)
+    if cmd.uid and FetchAttr.UID not in items:
+        items.insert(0, FetchAttr.UID)
+    if args.changed_since is not None or FetchAttr.MODSEQ in items:
+        s.enable(b"CONDSTORE")
+        if FetchAttr.MODSEQ not in items:
+            items.append(FetchAttr.MODSEQ)
+    if args.vanished and not (cmd.uid and s.qresync and args.changed_since is not None):
+        return StatusResponse(Status.BAD, "VANISHED needs UID FETCH, QRESYNC and CHANGEDSINCE")
+    pairs = sel.resolve(args.seqs, uid=cmd.uid, saved=s.saved_search)
+    backend, opened = s.ctx.backend, sel.opened
+    if args.vanished and args.changed_since is not None:
+        changes = await backend.changes_since(opened.owner, opened.id, ModSeq(args.changed_since))
+        wanted = args.seqs.resolve(sel.uids[-1] if sel.uids else 0)
+        gone = [u for u in changes.expunged if any(lo <= u <= hi for lo, hi in wanted)]
+        if gone:
+            s.out.send(Vanished(ranges_of(gone), earlier=True))
+    want = _want(items)
+    mark_seen = _sets_seen(items) and not sel.readonly
+    needs_body = _needs_body(items)
+    for start in range(0, len(pairs), BATCH):
+        batch = pairs[start : start + BATCH]
+        uids = sel.uid_set(batch)
+        newly_seen: set[int] = set()
+        if mark_seen:
+            result = await s.access.store_flags(opened, uids, FlagOp.ADD, frozenset({SEEN}))
+            for upd in result.updated:
+                sel.reported[upd.uid] = upd.modseq
+                newly_seen.add(upd.uid)
+        metas = await backend.fetch_meta(opened.owner, opened.id, uids, want)
+        for meta in metas:
+            if args.changed_since is not None and meta.modseq <= args.changed_since:
+                continue
+            seq = sel.seq_for(meta.uid)
+            if seq is None:
+                continue
+            these = items
+            if meta.uid in newly_seen and FetchAttr.FLAGS not in items:
+                these = [*items, FetchAttr.FLAGS]
+            try:
+                await _write_message(s, seq, meta, these, needs_body)
+            except _UnknownCteError:
+                return StatusResponse(
+                    Status.NO,
+                    "Unknown content-transfer-encoding",
+                    ResponseCode(Code.UNKNOWN_CTE),
+                )
+    return StatusResponse(Status.OK, f"{cmd.name.decode()} completed")
+
+
+async def _write_message(
+    s: Session, seq: int, meta: MessageMeta, items: Sequence[FetchItem], needs_body: bool
+) -> None:
+    sel = s.selected
+    assert sel is not None
+    async with contextlib.AsyncExitStack() as stack:
+        body: BodyReader | None = None
+        if needs_body:
+            try:
+                body = await stack.enter_async_context(
+                    s.ctx.backend.open_body(sel.opened.owner, sel.opened.id, Uid(meta.uid))
+                )
+            except StoreError as exc:
+                if exc.kind in (ErrorKind.EXPUNGED, ErrorKind.NOT_FOUND):
+                    return
+                raise
+        msg = _Message(s, meta, body)
+        s.out.write(b"* %d FETCH (" % seq)
+        for n, item in enumerate(items):
+            if n:
+                s.out.write(b" ")
+            try:
+                await msg.item(item)
+            except _UnknownCteError:
+                s.out.write(b'"")\r\n')
+                raise
+        s.out.write(b")\r\n")
