@@ -28,7 +28,7 @@ def welcome_message() -> bytes:
     message_id = email.utils.make_msgid(domain="msgstore.invalid")
     return (
         "From: msgstore <postmaster@msgstore.invalid>\r\n"
-        f"To: {DEMO_ACCOUNT}\r\n"
+        f"To: {DEMO_ACCOUNT}@localhost\r\n"
         "Subject: Welcome to msgstore\r\n"
         f"Date: {date}\r\n"
         f"Message-ID: {message_id}\r\n"
