@@ -6,8 +6,9 @@ Measures, through the public Backend interface only (the way the servers use it)
 
 - append: 10 KB messages, each durable (staged file fsynced, linked, directory fsynced, index
   committed with synchronous=FULL) -- one writer into one mailbox, and one writer per
-  account for several accounts at once (what LMTP delivery to many users does); the median
-  of a few rounds, as the disk is noisy;
+  account for several accounts at once (what LMTP delivery to many users does), and several
+  writers into one mailbox (the group commit case); the median of a few rounds, as the disk
+  is noisy;
 - snapshot: SELECT of a 100,000-message mailbox (``Backend.snapshot``);
 - fetch_meta: FLAGS, ENVELOPE and BODYSTRUCTURE of all 100,000 messages (``FETCH 1:*``);
 - fan-out: one message delivered to 1,000 accounts (staged once, appended to each), one
@@ -206,6 +207,28 @@ async def bench_append_parallel(backend: Backend, writers: int, each: int, round
     return _rate(f"append 10 KB, {writers} writers", rates)
 
 
+async def bench_append_one_account(
+    backend: Backend, writers: int, each: int, rounds: int
+) -> Result:
+    """``writers`` writers appending to the same INBOX at once (LMTP delivering several
+    messages to one user, parallel APPENDs): the index's group commit takes them together."""
+    (account,) = await make_accounts(backend, f"shared{writers}-", 1)
+    box = await inbox(backend, account)
+    rng = random.Random(5)
+    rates = []
+    for _ in range(rounds):
+        bodies = [[message(rng, w * each + n) for n in range(each)] for w in range(writers)]
+
+        async def writer(w: int, bodies: list[list[bytes]] = bodies) -> None:
+            for data in bodies[w]:
+                await add(backend, account, box, data)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(writer(w) for w in range(writers)))
+        rates.append(writers * each / (time.perf_counter() - start))
+    return _rate(f"append 10 KB, {writers} writers, 1 account", rates)
+
+
 async def build_big_mailbox(
     backend: Backend, total: int, distinct: int
 ) -> tuple[AccountId, MailboxId, float]:
@@ -331,6 +354,11 @@ async def run(data_dir: Path, sizes: Sizes, report: Callable[[str], None] = prin
         done(await bench_append(backend, sizes.appends, sizes.rounds))
         done(
             await bench_append_parallel(
+                backend, sizes.parallel_accounts, sizes.parallel_appends, sizes.rounds
+            )
+        )
+        done(
+            await bench_append_one_account(
                 backend, sizes.parallel_accounts, sizes.parallel_appends, sizes.rounds
             )
         )

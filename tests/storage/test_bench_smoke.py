@@ -23,7 +23,7 @@ async def test_bench_runs_every_measurement_at_a_tiny_size(tmp_path: Path) -> No
     fan-out shares one file among its recipients (the temp file's link is gone by then)."""
     lines: list[str] = []
     results = await run(tmp_path / "data", TINY, report=lines.append)
-    assert [r.unit for r in results] == ["msg/s", "msg/s", "ms", "ms", "s", "s"]
+    assert [r.unit for r in results] == ["msg/s", "msg/s", "msg/s", "ms", "ms", "s", "s"]
     assert all(r.value > 0 for r in results)
     assert len(lines) == len(results) + 1
     for fanout in results[-2:]:

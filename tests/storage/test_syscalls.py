@@ -21,6 +21,7 @@ from typing import Final
 import pytest
 
 from msgstore.core.ids import AccountId
+from tests.storage.helpers.appender import BATCH
 from tests.storage.helpers.store import REPO_ROOT, account_dir, new_account, open_local
 from tests.storage.helpers.strace import Call, parse, run_traced
 
@@ -48,7 +49,8 @@ def _trace(tmp_path: Path, op: str) -> tuple[list[Call], list[str], Path]:
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     lines = done.stdout.decode("ascii").splitlines()
     assert lines[:1] == ["BEGIN"], lines
-    assert lines[1].startswith("ACK "), lines
+    assert len(lines) > 1, lines
+    assert all(line.startswith("ACK ") for line in lines[1:]), lines
     return parse(log.read_text(), REPO_ROOT), lines, account_dir(data_dir, account)
 
 
@@ -97,16 +99,11 @@ def _no_commit_between(calls: list[Call], index_wal: str, after: int, before: in
     assert not early, f"index written before the message file was durable: {early}"
 
 
-def test_append_syncs_file_then_places_it_then_syncs_dir_then_commits_then_acks(
-    tmp_path: Path,
-) -> None:
-    """An append is acknowledged only after: fsync of the staged file -> link/rename into
-    mail/<mailbox>/<uid> -> fsync of that directory -> index commit (WAL write + sync)."""
-    calls, lines, tree = _trace(tmp_path, "append")
-    _, uid, _ = lines[1].split()
-    begin, ack = _marker(calls, "BEGIN"), _marker(calls, "ACK ")
+def _check_durable_append(calls: list[Call], tree: Path, uid: str, begin: Call, ack: Call) -> None:
+    """The durable-write order for one appended message acknowledged by ``ack``: fsync of its
+    staged file -> link/rename into mail/<mailbox>/<uid> -> fsync of that directory -> index
+    commit (WAL write + sync) -> ``ack``; and nothing written to the index in between."""
     window = [c for c in calls if begin.end < c.start < ack.start]
-
     placed = [
         c
         for c in window
@@ -120,7 +117,7 @@ def test_append_syncs_file_then_places_it_then_syncs_dir_then_commits_then_acks(
     assert place.result == 0
     assert place.path2 is not None
     staged = place.path
-    file_syncs = [c for c in window if c.name in _SYNC and c.path == staged and c.result == 0]
+    file_syncs = [c for c in calls if c.name in _SYNC and c.path == staged and c.result == 0]
     assert file_syncs, f"the staged file {staged} was never fsynced before it was placed"
     assert file_syncs[0].end < place.start, "staged file placed before its fsync completed"
     final_writes = [c for c in calls if c.name in ("write", "pwrite64") and c.path == place.path2]
@@ -134,6 +131,32 @@ def test_append_syncs_file_then_places_it_then_syncs_dir_then_commits_then_acks(
     wal = str(tree / "index.db-wal")
     _no_commit_between(calls, wal, place.start, dir_sync.end)
     _commit_between(calls, wal, dir_sync.end, ack.start)
+
+
+def test_append_syncs_file_then_places_it_then_syncs_dir_then_commits_then_acks(
+    tmp_path: Path,
+) -> None:
+    """An append is acknowledged only after: fsync of the staged file -> link/rename into
+    mail/<mailbox>/<uid> -> fsync of that directory -> index commit (WAL write + sync)."""
+    calls, lines, tree = _trace(tmp_path, "append")
+    _, uid, _ = lines[1].split()
+    _check_durable_append(calls, tree, uid, _marker(calls, "BEGIN"), _marker(calls, "ACK "))
+
+
+def test_group_commit_keeps_the_order_for_every_message_of_the_batch(tmp_path: Path) -> None:
+    """Appends made at once share one index transaction (group commit): each message's staged
+    file is still fsynced before its link, the directory fsynced after every link of the
+    batch, and each caller acknowledged only after the commit that holds its row."""
+    calls, lines, tree = _trace(tmp_path, "batch")
+    acks = [c for c in calls if c.name == "write" and c.fd == 1 and c.text.startswith("ACK ")]
+    assert len(acks) == len(lines) - 1 == BATCH, lines
+    begin = _marker(calls, "BEGIN")
+    uids = set()
+    for ack in acks:
+        _, uid, _ = ack.text.split()
+        uids.add(uid)
+        _check_durable_append(calls, tree, uid, begin, ack)
+    assert len(uids) == BATCH, f"UIDs handed out twice: {lines}"
 
 
 @pytest.mark.parametrize("op", ["copy", "move"])

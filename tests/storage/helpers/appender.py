@@ -24,6 +24,8 @@ buffer when the process is killed).
     Prepares, prints ``BEGIN``, does one operation, prints ``ACK ...``; for ``strace`` (and
     for ``MSGSTORE_FAULTS``: a refused operation prints ``ERROR <kind>``, exit status 3).
     OP ``append``: stage and append one message (``ACK <uid> <sha256-hex>``);
+    ``batch``: stage ``BATCH`` messages, then append them all at once (the index's group
+    commit takes them together), printing ``ACK <uid> <sha256-hex>`` as each append returns;
     ``copy``/``move``: copy/move a message appended beforehand from INBOX to ``Copies``
     (``ACK <dest-uid> <source-uid>``); ``expunge``: expunge a message appended beforehand
     with \\Deleted (``ACK <uid>``).
@@ -32,6 +34,7 @@ buffer when the process is killed).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
@@ -42,9 +45,9 @@ from typing import Final
 from msgstore.config import load_config
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.core.flags import DELETED, FlagOp
-from msgstore.core.ids import MailboxId, UidSet
+from msgstore.core.ids import AccountId, MailboxId, UidSet
 from msgstore.core.names import MailboxName
-from msgstore.storage.base import Backend, Want
+from msgstore.storage.base import Backend, StagedMessage, Want
 from msgstore.storage.open import open_backend
 from tests.storage.helpers.store import add_message, inbox_of, make_message
 
@@ -57,6 +60,8 @@ MIXED_COPY_SHARE: Final = 0.2
 #: A child stops by itself after this many operations if nobody kills it.
 MAX_OPERATIONS_PER_CHILD: Final = 1000
 COPY_TARGET: Final = MailboxName("Copies")
+#: Messages appended at once by ``once DATA ACCOUNT batch``.
+BATCH: Final = 6
 
 
 async def open_store(data_dir: Path) -> Backend:
@@ -142,6 +147,8 @@ async def once(data_dir: Path, account_name: str, op: str) -> None:
             say("BEGIN")
             result = await add_message(backend, account, inbox, data)
             say(f"ACK {result.uid} {hashlib.sha256(data).hexdigest()}")
+        elif op == "batch":
+            await append_batch(backend, account, inbox, rng)
         elif op in ("copy", "move"):
             try:
                 target = (await backend.create_mailbox(account, COPY_TARGET)).id
@@ -163,6 +170,28 @@ async def once(data_dir: Path, account_name: str, op: str) -> None:
             raise SystemExit(f"appender: unknown operation {op!r}")
     finally:
         await backend.close()
+
+
+async def append_batch(
+    backend: Backend, account: AccountId, inbox: MailboxId, rng: random.Random
+) -> None:
+    """Stage ``BATCH`` messages first, then append them concurrently; each ``ACK`` is printed
+    by its own task the moment its append returns."""
+    datas = [make_message(rng, f"batch-{i}") for i in range(BATCH)]
+    async with contextlib.AsyncExitStack() as stack:
+        staged: list[StagedMessage] = []
+        for data in datas:
+            one = await stack.enter_async_context(backend.stage(max_octets=1 << 20))
+            await one.write(data)
+            await one.finish()
+            staged.append(one)
+        say("BEGIN")
+
+        async def append_one(one: StagedMessage, data: bytes) -> None:
+            result = await backend.append(account, inbox, one)
+            say(f"ACK {result.uid} {hashlib.sha256(data).hexdigest()}")
+
+        await asyncio.gather(*(append_one(o, d) for o, d in zip(staged, datas, strict=True)))
 
 
 def main(argv: list[str]) -> None:

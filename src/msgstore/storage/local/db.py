@@ -17,6 +17,7 @@ import asyncio
 import functools
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -125,6 +126,8 @@ class ThreadState(Protocol):
 S = TypeVar("S", bound=ThreadState)
 P = ParamSpec("P")
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 
 
 class Worker(Generic[S]):
@@ -143,6 +146,9 @@ class Worker(Generic[S]):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self.leases = 0
         self._closed = False
+        self._queue_lock = threading.Lock()
+        self._queued: list[tuple[object, asyncio.Future[object]]] = []
+        self._drain_queued = False
 
     async def run(
         self, fn: Callable[Concatenate[S, P], T], /, *args: P.args, **kwargs: P.kwargs
@@ -152,6 +158,63 @@ class Worker(Generic[S]):
         loop = asyncio.get_running_loop()
         call = functools.partial(self._call, fn, *args, **kwargs)
         return await loop.run_in_executor(self._executor, call)
+
+    async def run_grouped(
+        self, fn: Callable[[S, list[ItemT]], list[ResultT | StoreError]], item: ItemT
+    ) -> ResultT:
+        """Run ``fn`` on a list of items that includes ``item`` and whatever other calls
+        queued meanwhile (one ``fn`` per worker uses this: the index's group commit).
+
+        A call queued while the worker is busy waits for the next drain, which takes every
+        item queued by the time it starts: under load, one ``fn`` call serves many callers;
+        alone, a call runs at once with a list of one. ``fn`` returns one result or
+        StoreError per item; if it raises, every item of that drain gets the error.
+        """
+        if self._closed:
+            raise StoreError(ErrorKind.UNAVAILABLE, "Storage is shutting down")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[object] = loop.create_future()
+        with self._queue_lock:
+            self._queued.append((item, future))
+            start = not self._drain_queued
+            self._drain_queued = True
+        if start:
+            self._executor.submit(self._drain, fn, loop)
+        result = await future
+        return result  # type: ignore[return-value]
+
+    def _drain(
+        self,
+        fn: Callable[[S, list[ItemT]], list[ResultT | StoreError]],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        with self._queue_lock:
+            batch, self._queued = self._queued, []
+            self._drain_queued = False
+        items: list[ItemT] = [item for item, _ in batch]  # type: ignore[misc]
+        outcome: list[object]
+        try:
+            outcome = list(self._call(fn, items))
+            if len(outcome) != len(batch):
+                raise StoreError(ErrorKind.INTERNAL, "Internal storage error", detail=str(fn))
+        except BaseException as exc:  # every caller of this drain sees the failure
+            outcome = [exc] * len(batch)
+        loop.call_soon_threadsafe(_settle, [f for _, f in batch], outcome)
+
+    def defer(self, fn: Callable[[], None]) -> None:
+        """From the worker's thread: run ``fn`` on it after the current call has returned its
+        result (housekeeping off the caller's path: unlinks after an expunge). Later calls
+        queue behind it, so they see its effects."""
+        try:
+            self._executor.submit(self._deferred, fn)
+        except RuntimeError:  # shutting down: do it now
+            self._deferred(fn)
+
+    def _deferred(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            log.warning("%s: deferred work failed: %s", self.name, exc)
 
     def _call(self, fn: Callable[Concatenate[S, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         try:
@@ -186,7 +249,8 @@ class Worker(Generic[S]):
                 log.warning("%s: close failed: %s", self.name, exc)
 
     async def close(self) -> None:
-        """Close the state on its own thread, then let the thread end. Idempotent."""
+        """Close the state on its own thread (after every queued call), then let the thread
+        end. Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -195,3 +259,14 @@ class Worker(Generic[S]):
             await loop.run_in_executor(self._executor, self._drop)
         finally:
             self._executor.shutdown(wait=False)
+
+
+def _settle(futures: list[asyncio.Future[object]], outcome: list[object]) -> None:
+    """On the event loop: hand each caller of a drain its result or its error."""
+    for future, result in zip(futures, outcome, strict=True):
+        if future.done():  # the caller was cancelled; its item ran anyway
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)

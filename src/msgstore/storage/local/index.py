@@ -47,6 +47,7 @@ from msgstore.storage.local.db import (
     INDEX_DAMAGED,
     connect,
     read_transaction,
+    store_error,
     write_transaction,
 )
 from msgstore.storage.local.files import FileOps
@@ -72,6 +73,14 @@ SPECIAL_USE: Final = {
         "\\Important",
     )
 }
+#: Expunged UIDs remembered per mailbox (QRESYNC, ``changes_since``); the log is pruned back
+#: to this many once it holds a quarter more. Older expunges are summarised by a floor modseq.
+EXPUNGED_KEEP: Final = 10_000
+#: Octets of a message read in the same thread hop that opens it (a POP3 RETR or small FETCH
+#: BODY[] then needs no second hop).
+BODY_HEAD_OCTETS: Final = 64 * 1024
+#: The ``meta`` key holding a mailbox's expunge floor (highest modseq of a pruned expunge).
+_FLOOR_KEY: Final = "expunged_floor.{}"
 #: Above this many ranges fetch_meta scans the span once and filters, instead of one query each.
 _MAX_RANGE_QUERIES: Final = 64
 _BASE_COLUMNS: Final = (
@@ -100,6 +109,18 @@ class StagedFile:
     partmap: bytes
     headers_json: str
     meta_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    """One ``Backend.append`` call, queued for the group commit (``append_batch``)."""
+
+    mailbox: MailboxId
+    staged: StagedFile
+    flags: Flags
+    internal_date: dt.datetime
+    uidl: str | None
+    check_quota: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +206,13 @@ class AccountIndex:
         tree: Path,
         ops: FileOps,
         on_change: ChangeCallback,
+        *,
+        defer: Callable[[Callable[[], None]], None] | None = None,
+        expunged_keep: int = EXPUNGED_KEEP,
     ) -> None:
         self.account = account
+        self.defer: Callable[[Callable[[], None]], None] = defer or _run_now
+        self.expunged_keep = max(1, expunged_keep)
         self.tree = tree
         self.mail_dir = tree / MAIL_DIR
         self.ops = ops
@@ -539,6 +565,7 @@ class AccountIndex:
             )
             self.conn.execute("DELETE FROM messages WHERE mailbox_id = ?", (mailbox,))
             self.conn.execute("DELETE FROM expunged WHERE mailbox_id = ?", (mailbox,))
+            self.conn.execute("DELETE FROM meta WHERE key = ?", (_FLOOR_KEY.format(mailbox),))
             self.conn.execute("DELETE FROM mailbox_keywords WHERE mailbox_id = ?", (mailbox,))
             self.conn.execute("DELETE FROM acl WHERE mailbox_id = ?", (mailbox,))
             self.conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox,))
@@ -667,73 +694,110 @@ class AccountIndex:
 
     # messages ---------------------------------------------------------------------------------
 
-    def append(
-        self,
-        mailbox: MailboxId,
-        staged: StagedFile,
-        flags: Flags,
-        internal_date: dt.datetime,
-        uidl: str | None,
-        check_quota: bool,
-    ) -> AppendResult:
-        flags = normalize_flags(flags)
-        seconds, offset = date_to_storage(internal_date)
-        bits = sum(SYSTEM_BITS.get(f, 0) for f in flags)
+    def append_batch(self, requests: Sequence[AppendRequest]) -> list[AppendResult | StoreError]:
+        """Group commit: append every request in one ``BEGIN IMMEDIATE`` transaction.
+
+        Concurrent appends to this index are queued by the backend and arrive here together
+        (one request when there is no concurrency). Each request reserves quota, takes the
+        next UID of its mailbox (and its own modseq) and links its fsynced staged file inside
+        a savepoint; a request that fails (quota, a vanished mailbox, a link error) is rolled
+        back to its savepoint, its link removed, and gets its own error while the others go
+        on. Then every mailbox directory that received a link is fsynced once, and the
+        transaction commits once: for every message of the batch the order stays fsync(file)
+        -> link -> fsync(dir) -> COMMIT -> return (acknowledge). A failure of a directory
+        fsync or of the commit fails the whole batch and removes its links.
+        """
+        results: list[AppendResult | StoreError] = []
         placed: list[Path] = []
+        mailbox_dirs: dict[Path, None] = {}
         try:
             with write_transaction(self.conn, self.faults):
-                uidvalidity, uid, highestmodseq, _ = self._mailbox(mailbox)
-                if uid > MAX_UID:
-                    raise StoreError(ErrorKind.LIMIT, "Mailbox has run out of UIDs")
-                self._reserve(staged.size, 1, check_quota)
-                modseq = highestmodseq + 1
-                placed = files.place_messages(
-                    self.ops, [(staged.path, uid)], self.mail_dir / str(mailbox)
-                )
-                given_keywords = keywords_of(flags)
-                keywords = (
-                    self._store_keywords(mailbox, self._keyword_map(mailbox), given_keywords)
-                    if given_keywords
-                    else ()
-                )
-                cur = self.conn.execute(
-                    "INSERT INTO message_meta(sha256, uidl, meta_version, envelope, "
-                    "bodystructure, body, partmap, headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        staged.sha256,
-                        uidl if uidl is not None else default_uidl(uidvalidity, uid),
-                        staged.meta_version,
-                        staged.envelope,
-                        staged.bodystructure,
-                        staged.body,
-                        staged.partmap,
-                        staged.headers_json,
-                    ),
-                )
-                self.conn.execute(
-                    "INSERT INTO messages(mailbox_id, uid, modseq, sysflags, keywords, "
-                    "internal_date, tz_offset, size, meta_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        mailbox,
-                        uid,
-                        modseq,
-                        bits,
-                        " ".join(keywords) or None,
-                        seconds,
-                        offset,
-                        staged.size,
-                        cur.lastrowid,
-                    ),
-                )
-                self.conn.execute(
-                    "UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?",
-                    (uid + 1, modseq, mailbox),
-                )
+                for request in requests:
+                    self.conn.execute("SAVEPOINT append_one")
+                    mine: list[Path] = []
+                    try:
+                        results.append(self._append_one(request, mine))
+                    except (StoreError, OSError) as exc:
+                        self.conn.execute("ROLLBACK TO append_one")
+                        self.conn.execute("RELEASE append_one")
+                        for path in mine:
+                            self.ops.remove_quietly(path)
+                        err = store_error(exc, damaged_text=INDEX_DAMAGED)
+                        if err.kind is ErrorKind.CORRUPTED:
+                            raise
+                        if isinstance(exc, OSError):
+                            log.warning("%s: append failed: %s", self.tree, err.detail)
+                        results.append(err)
+                        continue
+                    self.conn.execute("RELEASE append_one")
+                    placed.extend(mine)
+                    mailbox_dirs[self.mail_dir / str(request.mailbox)] = None
+                for mailbox_dir in mailbox_dirs:
+                    self.ops.fsync_dir(mailbox_dir)
         except BaseException:
             for path in placed:
                 self.ops.remove_quietly(path)
             raise
-        self._changed(mailbox)
+        self._changed(*(r.mailbox for r in results if isinstance(r, AppendResult)))
+        return results
+
+    def _append_one(self, request: AppendRequest, placed: list[Path]) -> AppendResult:
+        """One message of a batch, inside the caller's transaction and savepoint; its link
+        goes to ``placed`` (the directory fsync is the caller's)."""
+        mailbox, staged = request.mailbox, request.staged
+        flags = normalize_flags(request.flags)
+        seconds, offset = date_to_storage(request.internal_date)
+        bits = sum(SYSTEM_BITS.get(f, 0) for f in flags)
+        uidvalidity, uid, highestmodseq, _ = self._mailbox(mailbox)
+        if uid > MAX_UID:
+            raise StoreError(ErrorKind.LIMIT, "Mailbox has run out of UIDs")
+        self._reserve(staged.size, 1, request.check_quota)
+        modseq = highestmodseq + 1
+        placed.extend(
+            files.place_messages(
+                self.ops, [(staged.path, uid)], self.mail_dir / str(mailbox), sync=False
+            )
+        )
+        given_keywords = keywords_of(flags)
+        keywords = (
+            self._store_keywords(mailbox, self._keyword_map(mailbox), given_keywords)
+            if given_keywords
+            else ()
+        )
+        uidl = request.uidl
+        cur = self.conn.execute(
+            "INSERT INTO message_meta(sha256, uidl, meta_version, envelope, "
+            "bodystructure, body, partmap, headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                staged.sha256,
+                uidl if uidl is not None else default_uidl(uidvalidity, uid),
+                staged.meta_version,
+                staged.envelope,
+                staged.bodystructure,
+                staged.body,
+                staged.partmap,
+                staged.headers_json,
+            ),
+        )
+        self.conn.execute(
+            "INSERT INTO messages(mailbox_id, uid, modseq, sysflags, keywords, "
+            "internal_date, tz_offset, size, meta_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                mailbox,
+                uid,
+                modseq,
+                bits,
+                " ".join(keywords) or None,
+                seconds,
+                offset,
+                staged.size,
+                cur.lastrowid,
+            ),
+        )
+        self.conn.execute(
+            "UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?",
+            (uid + 1, modseq, mailbox),
+        )
         return AppendResult(
             account=self.account,
             mailbox=mailbox,
@@ -804,8 +868,9 @@ class AccountIndex:
             rows = list(self._rows_in(sql, mailbox, uids))
         return _metas(rows, want)
 
-    def open_body(self, mailbox: MailboxId, uid: Uid) -> tuple[int, int]:
-        """(file descriptor, size) of a message; the caller closes the descriptor."""
+    def open_body(self, mailbox: MailboxId, uid: Uid) -> tuple[int, int, bytes]:
+        """(file descriptor, size, first octets) of a message; the caller closes the
+        descriptor. Up to ``BODY_HEAD_OCTETS`` are read here, in the same thread hop."""
         row = self.conn.execute(
             "SELECT size FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox, uid)
         ).fetchone()
@@ -837,7 +902,12 @@ class AccountIndex:
                 MESSAGE_DAMAGED,
                 detail=f"{path}: {actual} octets on disk, {size} recorded",
             )
-        return fd, size
+        try:
+            head = os.pread(fd, min(size, BODY_HEAD_OCTETS), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, size, head
 
     def store_flags(
         self,
@@ -1152,10 +1222,82 @@ class AccountIndex:
                 "UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (modseq, mailbox)
             )
             self._release(sum(r[1] for r in rows), len(rows))
-        for uid, _, _ in rows:
-            self.ops.remove_quietly(self._mail_path(mailbox, uid))
         self._changed(mailbox)
+        paths = [self._mail_path(mailbox, r[0]) for r in rows]
+        # After the commit, and off the caller's path: it has its answer (POP3 QUIT's +OK)
+        # while the files go -- freeing an inode costs as much as creating one -- and the
+        # expunge log is kept bounded. Every later call on this index runs after this. A
+        # crash before the files are gone leaves orphans of expunged UIDs, which recovery
+        # removes.
+        self.defer(lambda: self._after_expunge(mailbox, paths))
         return [Uid(r[0]) for r in rows]
+
+    def _after_expunge(self, mailbox: int, paths: Sequence[Path]) -> None:
+        for path in paths:
+            self.ops.remove_quietly(path)
+        self.prune_expunged(mailbox)
+
+    def prune_expunged(self, mailbox: int) -> int:
+        """Keep the expunge log of ``mailbox`` bounded; returns the rows removed.
+
+        When more than ``expunged_keep`` plus a quarter are recorded, the oldest are removed
+        so that ``expunged_keep`` remain (whole modseqs at a time: one expunge's UIDs share a
+        modseq), and the mailbox's floor -- kept in ``meta`` -- becomes the highest removed
+        modseq. ``changes_since`` a modseq below the floor reports every UID below UIDNEXT
+        that has no message as expunged (RFC 7162 allows UIDs the client never had), which
+        is a full resync for a QRESYNC client. A removed row's file is unlinked first (it
+        is normally gone already; an expunge of a process that crashed before its unlinks
+        may have left it, and without the row recovery would no longer know it)."""
+        keep = self.expunged_keep
+        over = self.conn.execute(
+            "SELECT 1 FROM expunged WHERE mailbox_id = ? ORDER BY modseq DESC LIMIT 1 OFFSET ?",
+            (mailbox, keep + keep // 4),
+        ).fetchone()
+        if over is None:
+            return 0
+        with write_transaction(self.conn, self.faults):
+            row = self.conn.execute(
+                "SELECT modseq FROM expunged WHERE mailbox_id = ? "
+                "ORDER BY modseq DESC LIMIT 1 OFFSET ?",
+                (mailbox, keep),
+            ).fetchone()
+            if row is None:
+                return 0
+            cutoff: int = row[0]
+            uids = [
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT e.uid FROM expunged e WHERE e.mailbox_id = ? AND e.modseq <= ? "
+                    "AND NOT EXISTS (SELECT 1 FROM messages m "
+                    "WHERE m.mailbox_id = e.mailbox_id AND m.uid = e.uid)",
+                    (mailbox, cutoff),
+                )
+            ]
+            for uid in uids:
+                self.ops.remove_quietly(self._mail_path(mailbox, uid))
+            cur = self.conn.execute(
+                "DELETE FROM expunged WHERE mailbox_id = ? AND modseq <= ?", (mailbox, cutoff)
+            )
+            self.conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                "SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                (_FLOOR_KEY.format(mailbox), str(cutoff)),
+            )
+        removed: int = cur.rowcount
+        log.info(
+            "%s: pruned %d expunged UIDs of mailbox %d (floor %d)",
+            self.tree,
+            removed,
+            mailbox,
+            cutoff,
+        )
+        return removed
+
+    def _expunged_floor(self, mailbox: int) -> int:
+        row = self.conn.execute(
+            "SELECT value FROM meta WHERE key = ?", (_FLOOR_KEY.format(mailbox),)
+        ).fetchone()
+        return int(row[0]) if row is not None else 0
 
     def changes_since(self, mailbox: MailboxId, modseq: ModSeq) -> Changes:
         with read_transaction(self.conn):
@@ -1165,13 +1307,24 @@ class AccountIndex:
                 "WHERE m.mailbox_id = ? AND m.modseq > ? ORDER BY m.uid",
                 (mailbox, modseq),
             ).fetchall()
-            expunged = [
-                Uid(r[0])
-                for r in self.conn.execute(
-                    "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
-                    (mailbox, modseq),
-                )
-            ]
+            if modseq < self._expunged_floor(mailbox):
+                # Older than the pruned log: every UID below UIDNEXT without a message.
+                (joined,) = self.conn.execute(
+                    "SELECT group_concat(uid) FROM "
+                    "(SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid)",
+                    (mailbox,),
+                ).fetchone()
+                present = set(map(int, joined.split(","))) if joined else set()
+                expunged = [Uid(u) for u in range(1, uidnext) if u not in present]
+            else:
+                expunged = [
+                    Uid(r[0])
+                    for r in self.conn.execute(
+                        "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? "
+                        "ORDER BY uid",
+                        (mailbox, modseq),
+                    )
+                ]
         return Changes(
             highestmodseq=ModSeq(highestmodseq),
             uidnext=Uid(uidnext),
@@ -1266,6 +1419,11 @@ class AccountIndex:
 
 
 # --- module helpers --------------------------------------------------------------------------
+
+
+def _run_now(fn: Callable[[], None]) -> None:
+    """``defer`` without a worker (an index opened on its own): run the work at once."""
+    fn()
 
 
 def default_uidl(uidvalidity: int, uid: int) -> str:

@@ -23,7 +23,7 @@ from msgstore.mime.normalize import CrlfNormalizer
 from msgstore.mime.parse import METADATA_VERSION, ParsedMessage, parse_message
 from msgstore.storage.local import files
 from msgstore.storage.local.db import store_error
-from msgstore.storage.local.files import FileOps
+from msgstore.storage.local.files import FileOps, TempPool
 from msgstore.storage.local.index import StagedFile
 
 #: Buffered octets above which a message being received is written out to its temp file.
@@ -36,11 +36,11 @@ class LocalStagedMessage:
     """Implements ``storage.base.StagedMessage`` over a temp file in ``DATA/tmp``."""
 
     def __init__(
-        self, *, tmp_dir: Path, ops: FileOps, executor: Executor, max_octets: int
+        self, *, pool: TempPool, ops: FileOps, executor: Executor, max_octets: int
     ) -> None:
         if max_octets < 0:
             raise StoreError(ErrorKind.PARAMS, "max_octets must not be negative")
-        self._tmp_dir = tmp_dir
+        self._pool = pool
         self._ops = ops
         self._executor = executor
         self._max_octets = max_octets
@@ -126,7 +126,7 @@ class LocalStagedMessage:
 
     def _open(self) -> None:
         if self._fd < 0:
-            self._path, self._fd = files.create_temp(self._ops, self._tmp_dir)
+            self._path, self._fd = self._pool.take()
 
     def _spill(self, chunk: bytes) -> None:
         self._open()
@@ -140,15 +140,22 @@ class LocalStagedMessage:
         if chunk:
             self._ops.write_all(self._fd, chunk)
             self._hash.update(chunk)
-        self._ops.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = -1
         if not self._spilled or self._size == 0:
-            parsed = parse_message(chunk)
+            # Parse on another thread while this one waits for the fsync; if no thread is
+            # free to start it by then, parse here (never wait for a job that cannot run).
+            parsing = self._executor.submit(parse_message, chunk)
+            self._sync_and_close()
+            parsed = parse_message(chunk) if parsing.cancel() else parsing.result()
             return _staged(self._path, self._size, self._hash.digest(), parsed)
+        self._sync_and_close()
         with open(self._path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
             parsed = parse_message(m)
             return _staged(self._path, self._size, self._hash.digest(), parsed)
+
+    def _sync_and_close(self) -> None:
+        self._ops.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = -1
 
     def _remove(self) -> None:
         if self._fd >= 0:

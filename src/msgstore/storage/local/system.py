@@ -124,6 +124,8 @@ class SystemDb:
                 detail=f"{self.path}: schema_version {version}",
             )
         with write_transaction(self.conn, None):
+            if schema.schema_version(self.conn) == schema.SYSTEM_SCHEMA_VERSION:
+                return  # another process (a server worker) created it while we waited
             has_tables = self.conn.execute(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
             ).fetchone()[0]
