@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from msgstore.cli import config_cmd, deliver, demo, operations, serve
+from msgstore.cli import config_cmd, deliver, demo, operations, reconstruct, serve
 
 
 def register(group: click.Group) -> None:
@@ -14,3 +14,4 @@ def register(group: click.Group) -> None:
     operations.register(group)
     deliver.register(group)
     demo.register(group)
+    reconstruct.register(group)

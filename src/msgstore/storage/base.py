@@ -47,7 +47,7 @@ from array import array
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from msgstore.core.accounts import AccountChanges, AccountInfo, AccountKind
 from msgstore.core.acl import Rights
@@ -62,6 +62,7 @@ class Feature(enum.Enum):
 
     HARD_LINKS = "hard-links"  # fan-out stores one file linked into each tree
     CROSS_HOST_NOTIFY = "cross-host-notify"  # notifications reach other machines (LISTEN/NOTIFY)
+    RECONSTRUCT = "reconstruct"  # implements SupportsReconstruct (msgstore reconstruct)
 
 
 class Want(enum.Flag):
@@ -481,6 +482,56 @@ class Backend(Protocol):
         self, account: AccountId, mailbox: MailboxId
     ) -> AbstractAsyncContextManager[ChangeWatcher]:
         """Watch a mailbox for changes made by any process using the same store."""
+        ...
+
+
+# --- reconstruct (optional: Feature.RECONSTRUCT) ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Discrepancy:
+    """One thing reconstruct found wrong (and, when applied, repaired)."""
+
+    code: str  # stable, machine-readable: "file-missing", "uidvalidity-changed", ...
+    mailbox: str  # the mailbox name after reconstruct ("" for the whole account)
+    uid: int | None  # the UID concerned (before reconstruct), if any
+    text: str  # one human-readable line
+
+
+@dataclass(frozen=True, slots=True)
+class ReconstructReport:
+    """What ``SupportsReconstruct.reconstruct`` found in one account, and whether it repaired."""
+
+    account: str
+    applied: bool  # True when the repairs were written (False: check only, or nothing to do)
+    discrepancies: tuple[Discrepancy, ...]
+    mailboxes: int  # after reconstruct (what it would be, in a check)
+    messages: int
+    octets: int
+    seconds: float
+
+    @property
+    def clean(self) -> bool:
+        return not self.discrepancies
+
+
+@runtime_checkable
+class SupportsReconstruct(Protocol):
+    """A backend that can rebuild an account's index from its message files."""
+
+    async def reconstruct(
+        self,
+        account: AccountId,
+        *,
+        apply: bool,
+        mailbox: MailboxName | None = None,
+        new_uidvalidity: bool = False,
+    ) -> ReconstructReport:
+        """Salvage what the damaged index still holds, compare it with the message files and
+        report every discrepancy; with ``apply`` write a repaired index (while the servers run).
+        ``mailbox`` limits the file checks to one mailbox; ``new_uidvalidity`` gives every
+        mailbox a new UIDVALIDITY (after restoring a tree from a backup, when UIDs that clients
+        have seen may come back). Raises NOT_FOUND, TEMP."""
         ...
 
 

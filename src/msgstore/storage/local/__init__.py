@@ -44,7 +44,10 @@ Stage (temp file, fsync, parse once, SHA-256), then per recipient, inside ``BEGI
 on the recipient's index: reserve quota with one conditional UPDATE, take ``uid = uidnext``,
 hard-link the staged file to ``mail/<mailbox-id>/<uid>`` (creating and syncing the directory
 on demand), fsync the directory, insert the row, bump uidnext/highestmodseq, COMMIT; then
-notify; only then return. Fan-out to N accounts is one file linked N times. The crash points
+notify; only then return. Appends to one index that arrive together share that transaction
+(group commit: one directory fsync and one commit for the batch, each message in its own
+savepoint). Staging takes an empty file created ahead of need (``files.TempPool``).
+Fan-out to N accounts is one file linked N times. The crash points
 and the state each leaves are listed in ``files.place_messages``.
 
 COPY hard-links the source file and copies its row (no re-parse), charging the destination's
@@ -52,7 +55,8 @@ quota in the same transaction. MOVE inside one account is a single transaction; 
 it is a copy followed by an expunge of the sources (a crash in between leaves a duplicate,
 never a loss). EXPUNGE deletes rows, records the UIDs in ``expunged`` with a new modseq,
 releases quota, commits, and only then unlinks the files (a crash leaves an orphan file, never
-a row without a file).
+a row without a file); the unlinks and the pruning of the expunge log run on the index thread
+after the caller has its answer.
 
 Recovery
 --------

@@ -33,6 +33,7 @@ from msgstore.storage.base import (
     MailboxStatus,
     MessageMeta,
     NewAccount,
+    ReconstructReport,
     Snapshot,
     StagedMessage,
     StoreFlagsResult,
@@ -42,7 +43,13 @@ from msgstore.storage.local import files
 from msgstore.storage.local.db import INDEX_DAMAGED, SYSTEM_DAMAGED, Worker
 from msgstore.storage.local.faults import FaultPlan
 from msgstore.storage.local.files import FileOps
-from msgstore.storage.local.index import AccountIndex, acl_identifier, parse_special_use
+from msgstore.storage.local.index import (
+    EXPUNGED_KEEP,
+    AccountIndex,
+    AppendRequest,
+    acl_identifier,
+    parse_special_use,
+)
 from msgstore.storage.local.notify import ALL_MAILBOXES, NotifyChannel
 from msgstore.storage.local.staging import LocalStagedMessage
 from msgstore.storage.local.system import SystemDb, TreeBuilder
@@ -67,11 +74,12 @@ class LocalBodyReader:
     raises CORRUPTED instead of serving a short message.
     """
 
-    __slots__ = ("_executor", "_fd", "_size")
+    __slots__ = ("_executor", "_fd", "_head", "_size")
 
-    def __init__(self, fd: int, size: int, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, fd: int, size: int, head: bytes, executor: ThreadPoolExecutor) -> None:
         self._fd = fd
         self._size = size
+        self._head = head  # the file's first octets, read when it was opened
         self._executor = executor
 
     @property
@@ -87,6 +95,10 @@ class LocalBodyReader:
         length = max(0, min(length, self._size - offset))
         if length == 0:
             return b""
+        if offset + length <= len(self._head):
+            if offset == 0 and length == len(self._head):
+                return self._head
+            return self._head[offset : offset + length]
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._pread, offset, length)
 
@@ -129,17 +141,21 @@ class LocalBackend:
         *,
         fault_plan: FaultPlan | None,
         loop: asyncio.AbstractEventLoop,
+        expunged_keep: int = EXPUNGED_KEEP,
     ) -> None:
         self.data_dir = data_dir
         self.fault_plan = fault_plan
+        self._expunged_keep = expunged_keep
         self._ops = FileOps(fault_plan)
         self._users_dir = data_dir / "users"
         self._public_dir = data_dir / "public"
         self._tmp_dir = data_dir / "tmp"
+        self._pool_dir = data_dir / files.POOL_DIR
         self._notify_dir = data_dir / "run" / "notify"
         self._files = ThreadPoolExecutor(
             max_workers=FILE_THREADS, thread_name_prefix="msgstore-files"
         )
+        self._pool = files.TempPool(self._tmp_dir, self._pool_dir, self._files, files.POOL_SIZE)
         self._system: Worker[SystemDb] = Worker(
             "msgstore-system",
             lambda: SystemDb(data_dir / "system.db", fault_plan),
@@ -153,13 +169,22 @@ class LocalBackend:
         self._closed = False
 
     @classmethod
-    async def open(cls, data_dir: Path, *, fault_plan: FaultPlan | None = None) -> LocalBackend:
+    async def open(
+        cls,
+        data_dir: Path,
+        *,
+        fault_plan: FaultPlan | None = None,
+        expunged_keep: int = EXPUNGED_KEEP,
+    ) -> LocalBackend:
         """Open (creating if needed) the store in ``data_dir`` and run startup recovery:
         stale staging files of dead processes and trees of accounts that do not exist are
-        removed. Each index runs its own recovery when it is first opened."""
+        removed. Each index runs its own recovery when it is first opened.
+
+        ``expunged_keep``: expunged UIDs remembered per mailbox for QRESYNC and
+        ``changes_since`` (docs/storage-local.md, "The expunge log")."""
         loop = asyncio.get_running_loop()
         data_dir = Path(await loop.run_in_executor(None, os.path.abspath, data_dir))
-        backend = cls(data_dir, fault_plan=fault_plan, loop=loop)
+        backend = cls(data_dir, fault_plan=fault_plan, loop=loop, expunged_keep=expunged_keep)
         try:
             await loop.run_in_executor(backend._files, backend._make_dirs)
             backend._channel = NotifyChannel(backend._notify_dir, backend._hub)
@@ -169,21 +194,29 @@ class LocalBackend:
             await backend._system.run(
                 SystemDb.remove_orphan_trees, backend._users_dir, backend._trash_tree
             )
-            await loop.run_in_executor(
-                backend._files, files.remove_stale_temp_files, backend._ops, backend._tmp_dir
-            )
+            for stale_dir in (backend._tmp_dir, *backend._pool.dirs):
+                await loop.run_in_executor(
+                    backend._files, files.remove_stale_temp_files, backend._ops, stale_dir
+                )
         except BaseException:
             await backend.close()
             raise
         return backend
 
     def _make_dirs(self) -> None:
-        for path in (self.data_dir, self._users_dir, self._tmp_dir, self._notify_dir):
+        for path in (
+            self.data_dir,
+            self._users_dir,
+            self._tmp_dir,
+            self._pool_dir,
+            *self._pool.dirs,
+            self._notify_dir,
+        ):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     @property
     def features(self) -> frozenset[Feature]:
-        return frozenset({Feature.HARD_LINKS})
+        return frozenset({Feature.HARD_LINKS, Feature.RECONSTRUCT})
 
     async def close(self) -> None:
         if self._closed:
@@ -200,7 +233,14 @@ class LocalBackend:
         if self._channel is not None:
             await self._channel.close()
         self._hub.close()
+        await asyncio.get_running_loop().run_in_executor(self._files, self._pool.close)
         self._files.shutdown(wait=False)
+
+    def account_path(self, account: AccountId) -> Path:
+        """Where the account's tree lives on this machine (``management.accounts.TreePaths``):
+        ``DATA/users/<aa>/<id>``, or ``DATA/public`` for the public folders."""
+        self._check_open()
+        return self._tree(account)
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -315,14 +355,23 @@ class LocalBackend:
 
     async def _open_index(self, account: AccountId) -> Worker[AccountIndex]:
         info = await self._sys(SystemDb.get_account_by_id, account)
-        worker = self._indexes.get(account)
-        if worker is not None:  # opened by another task while we looked the account up
-            return worker
+        existing = self._indexes.get(account)
+        if existing is not None:  # opened by another task while we looked the account up
+            return existing
         tree = self._tree(account)
-        worker = Worker(
-            f"msgstore-index-{account}",
-            lambda: AccountIndex(account, tree, self._ops, self._changed),
-            damaged_text=INDEX_DAMAGED,
+
+        def opener() -> AccountIndex:
+            return AccountIndex(
+                account,
+                tree,
+                self._ops,
+                self._changed,
+                defer=worker.defer,
+                expunged_keep=self._expunged_keep,
+            )
+
+        worker: Worker[AccountIndex] = Worker(
+            f"msgstore-index-{account}", opener, damaged_text=INDEX_DAMAGED
         )
         self._indexes[account] = worker
         worker.leases += 1
@@ -482,7 +531,7 @@ class LocalBackend:
     async def _stage(self, max_octets: int) -> AsyncIterator[StagedMessage]:
         self._check_open()
         staged = LocalStagedMessage(
-            tmp_dir=self._tmp_dir, ops=self._ops, executor=self._files, max_octets=max_octets
+            pool=self._pool, ops=self._ops, executor=self._files, max_octets=max_octets
         )
         try:
             yield staged
@@ -506,16 +555,20 @@ class LocalBackend:
         if not isinstance(staged, LocalStagedMessage):
             raise StoreError(ErrorKind.PARAMS, "The message was not staged by this store")
         when = internal_date if internal_date is not None else dt.datetime.now().astimezone()
-        return await self._idx(
-            account,
-            AccountIndex.append,
-            mailbox,
-            staged.staged_file(),
-            flags,
-            when,
-            uidl,
-            check_quota,
-        )
+        request = AppendRequest(mailbox, staged.staged_file(), flags, when, uidl, check_quota)
+        self._check_open()
+        worker = self._indexes.get(account)
+        if worker is None:
+            worker = await self._open_index(account)
+        else:
+            self._indexes.move_to_end(account)
+        worker.leases += 1
+        try:
+            # Group commit: appends queued while the index is busy commit together.
+            return await worker.run_grouped(AccountIndex.append_batch, request)
+        finally:
+            worker.leases -= 1
+            self._evict()
 
     async def snapshot(
         self, account: AccountId, mailbox: MailboxId, *, claim_recent: bool = False
@@ -533,12 +586,12 @@ class LocalBackend:
     ) -> AsyncIterator[BodyReader]:
         opening = asyncio.ensure_future(self._idx(account, AccountIndex.open_body, mailbox, uid))
         try:
-            fd, size = await asyncio.shield(opening)
+            fd, size, head = await asyncio.shield(opening)
         except asyncio.CancelledError:
             opening.add_done_callback(_close_opened)
             raise
         try:
-            yield LocalBodyReader(fd, size, self._files)
+            yield LocalBodyReader(fd, size, head, self._files)
         finally:
             os.close(fd)
 
@@ -663,6 +716,22 @@ class LocalBackend:
         await self._idx(account, AccountIndex.set_limits, storage_limit_kib, message_limit)
         return await self.get_quota(account)
 
+    # --- reconstruct (storage/local/reconstruct.py) ---------------------------------------------
+
+    async def reconstruct(
+        self,
+        account: AccountId,
+        *,
+        apply: bool,
+        mailbox: MailboxName | None = None,
+        new_uidvalidity: bool = False,
+    ) -> ReconstructReport:
+        from msgstore.storage.local.reconstruct import reconstruct_account
+
+        return await reconstruct_account(
+            self, account, apply=apply, mailbox=mailbox, new_uidvalidity=new_uidvalidity
+        )
+
     # --- notifications ------------------------------------------------------------------------
 
     @asynccontextmanager
@@ -679,7 +748,7 @@ class LocalBackend:
         return self._watch(account, mailbox)
 
 
-def _close_opened(task: asyncio.Future[tuple[int, int]]) -> None:
+def _close_opened(task: asyncio.Future[tuple[int, int, bytes]]) -> None:
     """A cancelled open_body whose file was opened anyway: close the descriptor."""
     if not task.cancelled() and task.exception() is None:
         os.close(task.result()[0])
