@@ -18,9 +18,11 @@ from tests.conversations.script import dedicated_settings, parse_script, run_scr
 HERE = Path(__file__).parent / "conversations"
 FIXTURES = HERE / "fixtures"
 SCRIPTS = sorted(
-    p for p in HERE.glob("*/*") if p.is_file() and p.parent.name in {"pop3", "poppassd"}
+    p
+    for p in HERE.glob("*/*")
+    if p.is_file() and p.parent.name in {"pop3", "poppassd", "lmtp", "smtp"}
 ) + sorted(HERE.glob("imap/*/*.imap"))  # imap/<area>/<behaviour>.imap, "protocol: imap"
-SERVICES = ("pop3", "poppassd", "imap")
+SERVICES = ("pop3", "poppassd", "imap", "lmtp", "smtp")
 
 
 @pytest.fixture(scope="module")

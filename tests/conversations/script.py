@@ -18,8 +18,8 @@ A file is a header, a ``---`` line, then the conversation in execution order::
 syntax                 meaning
 =====================  ========================================================================
 ``key: value``         header, before ``---``: ``protocol`` (default: the folder name),
-                       ``users`` (``name`` or ``name(kind=pop,password=TEXT)``; created fresh
-                       with unique real names), ``connections`` (informational),
+                       ``users`` (``name`` or ``name(kind=pop,password=TEXT,quota=1K)``;
+                       created fresh with unique real names), ``connections`` (informational),
                        ``fixture: USER<-FILE.mbox`` (deliver every message of a fixture to a
                        user's INBOX; ``INBOX<-FILE`` means the first user; may repeat),
                        ``tls: starttls`` (the runner starts TLS after a positive reply to
@@ -36,6 +36,8 @@ syntax                 meaning
 ``$*`` / ``$_``        rest of the line / any one token
 ``{base64:TEXT}``      in a ``C:`` line: the base64 of TEXT (after ``$`` expansion; ``\\0`` is
                        NUL), for SASL
+``C: <<file:NAME``     LMTP/SMTP: send fixture NAME as message data, CRLF line ends,
+                       dot-stuffed, then the ending ``.`` line
 ``C: <disconnect>``    the client drops the connection (no QUIT)
 ``S: <closed>``        the server must close the connection now (nothing more arrives)
 ``#``                  comment; the first comment block describes the test
@@ -43,8 +45,7 @@ syntax                 meaning
 
 Connections open at their first use. On failure the error names ``file:line``, shows the
 expected and the received line, and the last 20 lines of the transcript. Literals
-(``{file:NAME}``) and DATA (``<<file:NAME``) belong to the IMAP and LMTP runners' needs and are
-refused until a script needs them.
+(``{file:NAME}``) belong to the IMAP runner's needs and are refused until a script needs them.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from msgstore.management.accounts import AccountModify
+from msgstore.management.operation import Limit
 from tests.conversations.harness import LineClient, MsgstoreServer, User
 
 DOMAIN: Final = "example.org"
@@ -69,6 +72,7 @@ PORTS: Final[Mapping[str, tuple[str, str]]] = {
     "poppassd": ("poppassd.listen", "poppassd.listen"),
     "imap": ("imap.listen", "imap.tls_listen"),
     "lmtp": ("lmtp.listen", "lmtp.listen"),
+    "smtp": ("smtp.listen", "smtp.listen"),
 }
 
 
@@ -93,6 +97,7 @@ class UserSpec:
     label: str
     kind: str = "imap"
     password: str | None = None
+    quota: str | None = None
 
 
 @dataclass(slots=True)
@@ -136,7 +141,12 @@ def parse_script(path: Path) -> Script:
                     opt.split("=", 1) for opt in (m.group(2) or "").split(",") if "=" in opt
                 )
                 script.users.append(
-                    UserSpec(m.group(1), options.get("kind", "imap"), options.get("password"))
+                    UserSpec(
+                        m.group(1),
+                        options.get("kind", "imap"),
+                        options.get("password"),
+                        options.get("quota"),
+                    )
                 )
         elif key == "connections":
             int(value)
@@ -165,8 +175,8 @@ def parse_script(path: Path) -> Script:
         if step is None:
             raise ScriptError(f"{path}:{number}: expected C:, S:, S*: or S!: ({raw!r})")
         text = step.group(3) or ""
-        if step.group(1) == "C" and ("{file:" in text or "{file+:" in text or "<<file:" in text):
-            raise ScriptError(f"{path}:{number}: literals and DATA are not supported yet")
+        if step.group(1) == "C" and ("{file:" in text or "{file+:" in text):
+            raise ScriptError(f"{path}:{number}: literals are not supported yet")
         script.steps.append(Step(step.group(1), int(step.group(2) or 1), text, number))
     if script.protocol not in PORTS:
         raise ScriptError(f"{path}: unknown protocol {script.protocol!r}")
@@ -206,6 +216,10 @@ class Runner:
         for spec in self.script.users:
             user = self.server.admin.add_user(spec.label, kind=spec.kind, password=spec.password)
             users.append(user)
+            if spec.quota is not None:
+                admin = self.server.admin
+                change = AccountModify(name=user.name, quota=Limit.parse_size(spec.quota))
+                admin.call(change.run(admin.ctx))
             self.vars[spec.label] = user.name
             self.vars[f"{spec.label}.password"] = user.password
         for target, file in self.script.fixtures:
@@ -257,6 +271,11 @@ class Runner:
             self.transcript.append(f"C{step.conn}: <disconnect>")
             client.close()
             del self.clients[step.conn]
+            return
+        if step.text.startswith("<<file:"):
+            name = step.text.removeprefix("<<file:")
+            self.transcript.append(f"C{step.conn}: <message data of {name}>")
+            client.send(data_block((self.fixtures_dir / name).read_bytes()))
             return
         text = self._expand(step.text)
         self.transcript.append(f"C{step.conn}: {text}")
@@ -403,6 +422,15 @@ def compile_pattern(
         pos = m.end()
     parts.append(re.escape(pattern[pos:]))
     return re.compile("".join(parts)), names
+
+
+def data_block(message: bytes) -> bytes:
+    """A message as SMTP/LMTP DATA: CRLF line ends, dot-stuffed, ending with ``.``."""
+    lines = message.replace(b"\r\n", b"\n").split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    stuffed = [b"." + line if line.startswith(b".") else line for line in lines]
+    return b"".join(line + b"\r\n" for line in stuffed) + b".\r\n"
 
 
 def read_mbox(path: Path) -> list[bytes]:

@@ -64,10 +64,12 @@ async def stored(backend: Backend, account: str, mailbox: MailboxName = INBOX) -
     return out
 
 
-def pipeline(ctx: ManagementContext, **options: bool) -> DeliveryPipeline:
+def pipeline(ctx: ManagementContext, *, over_quota_permanent: bool = False) -> DeliveryPipeline:
     config: Config = ctx.config
     return DeliveryPipeline(
-        ctx.backend, max_message_octets=config.store.max_message_size, **options
+        ctx.backend,
+        max_message_octets=config.store.max_message_size,
+        over_quota_permanent=over_quota_permanent,
     )
 
 

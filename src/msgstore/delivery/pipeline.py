@@ -12,8 +12,10 @@ its LMTP server and its LDA binary, so the quota check exists once.
 Steps, per recipient and then once per message:
 
 1. **resolve** the recipient to an account: first as an account name exactly as given; then,
-   if it is an address ``local@domain``, by its local part (domains are not checked yet: every
-   domain is local). Unknown -> ``Rejected(NOT_FOUND)``.
+   if it is an address ``local@domain`` in a local domain (``[delivery] domains``; every
+   domain when the list is empty), by its local part; then, if the local part is
+   ``user+folder`` (plus-addressing), as ``user`` with ``folder`` as the requested mailbox
+   (step 3 falls back to INBOX when it does not exist). Unknown -> ``Rejected(NOT_FOUND)``.
 2. **check** the account: receiving not disabled (``Rejected(DISABLED)``); quota not already
    exceeded by a message of the announced size, or of one octet when the size is unknown
    (``Deferred(OVER_QUOTA)``; see *over quota* below).
@@ -30,20 +32,26 @@ Steps, per recipient and then once per message:
    stores one file hard-linked into every tree. The quota is checked again with the real size,
    and once more atomically inside ``append``, so racing deliveries cannot overshoot it.
 
-Over quota is temporary by default (``Deferred``): the sender's MTA retries and the user may
-make room in the meantime; LMTP says 452 4.2.2 (RFC 3463). ``over_quota_permanent=True``
-makes it a ``Rejected`` (552 5.2.2), like Cyrus' ``lmtp_over_quota_perm_failure``.
+Over quota is permanent in the configured pipeline (:meth:`DeliveryPipeline.from_config`:
+``Rejected``, LMTP 552 5.2.2, like Cyrus' ``lmtp_over_quota_perm_failure``) unless
+``[delivery] over_quota_temporary = true`` makes it ``Deferred`` (452 4.2.2, RFC 3463): the
+sender's MTA retries and the user may make room in the meantime. The constructor's default
+(``over_quota_permanent=False``) is the temporary form.
+
+A failure whose cause is a full disk (ENOSPC, EDQUOT) is a ``Deferred`` with
+``storage_full=True``, so that LMTP can say 452 4.3.1 rather than 451 4.3.0.
 
 Delivering to the same account and mailbox twice in one message stores it once; both
 recipients get the same outcome.
 
 The POST right (RFC 4314 ``p``) is not checked: an account always holds every right on its
-own tree, and delivery only ever targets the recipient's own tree.
+own tree, and delivery only ever targets the recipient's own tree (plus-addressing included).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -98,6 +106,8 @@ class Deferred:
     recipient: str
     kind: ErrorKind
     text: str
+    #: The cause was a full disk or file system quota (ENOSPC, EDQUOT).
+    storage_full: bool = False
 
 
 Failure = Rejected | Deferred
@@ -117,15 +127,34 @@ class DeliveryPipeline:
     """Resolve, check, stage once, append to each recipient (see the module docstring)."""
 
     def __init__(
-        self, backend: Backend, *, max_message_octets: int, over_quota_permanent: bool = False
+        self,
+        backend: Backend,
+        *,
+        max_message_octets: int,
+        over_quota_permanent: bool = False,
+        domains: Sequence[str] = (),
     ) -> None:
         self._backend = backend
         self._max_message_octets = max_message_octets
         self._over_quota_permanent = over_quota_permanent
+        self._domains = frozenset(d.lower() for d in domains)
 
     @classmethod
     def from_config(cls, backend: Backend, config: Config) -> DeliveryPipeline:
-        return cls(backend, max_message_octets=config.store.max_message_size)
+        return cls(
+            backend,
+            max_message_octets=config.store.max_message_size,
+            over_quota_permanent=not config.delivery.over_quota_temporary,
+            domains=config.delivery.domains,
+        )
+
+    @property
+    def max_message_octets(self) -> int:
+        return self._max_message_octets
+
+    def is_local_domain(self, domain: str) -> bool:
+        """Is ``domain`` one of ours? Every domain is when ``[delivery] domains`` is empty."""
+        return not self._domains or domain.lower() in self._domains
 
     # --- per recipient ------------------------------------------------------------------------
 
@@ -137,30 +166,45 @@ class DeliveryPipeline:
         ``size_octets`` is the announced size (RFC 1870 SIZE), if any.
         """
         try:
-            account = await self._resolve(recipient)
+            account, folder = await self._resolve(recipient)
             if account.receive_disabled:
                 return Rejected(recipient, ErrorKind.DISABLED, "Account does not receive mail")
             full = await self._quota_failure(recipient, account, max(size_octets or 1, 1))
             if full is not None:
                 return full
-            target_mailbox = await self._target_mailbox(account, mailbox)
+            target_mailbox = await self._target_mailbox(account, mailbox or folder)
         except StoreError as exc:
             return self._failure(recipient, exc)
         return Target(recipient, account, target_mailbox)
 
-    async def _resolve(self, recipient: str) -> AccountInfo:
-        try:
-            return await self._backend.get_account(recipient)
-        except StoreError as exc:
-            if exc.kind is not ErrorKind.NOT_FOUND:
-                raise
+    async def _resolve(self, recipient: str) -> tuple[AccountInfo, str | None]:
+        """The account, and the folder a plus-address asks for (None: INBOX)."""
+        found = await self._account(recipient)
+        if found is not None:
+            return found, None
+        local = recipient
         if "@" in recipient:
-            try:
-                return await self._backend.get_account(parse_address(recipient).local)
-            except StoreError as exc:
-                if exc.kind is not ErrorKind.NOT_FOUND:
-                    raise
+            address = parse_address(recipient, smtputf8=not recipient.isascii())
+            if not self.is_local_domain(address.domain):
+                raise StoreError(ErrorKind.NOT_FOUND, "No such user (not a local domain)")
+            local = address.local
+            found = await self._account(local)
+            if found is not None:
+                return found, None
+        user, plus, folder = local.partition("+")
+        if plus and user and folder:
+            found = await self._account(user)
+            if found is not None:
+                return found, folder
         raise StoreError(ErrorKind.NOT_FOUND, "No such user")
+
+    async def _account(self, name: str) -> AccountInfo | None:
+        try:
+            return await self._backend.get_account(name)
+        except StoreError as exc:
+            if exc.kind not in (ErrorKind.NOT_FOUND, ErrorKind.PARAMS):
+                raise
+        return None
 
     async def _target_mailbox(self, account: AccountInfo, requested: str | None) -> MailboxInfo:
         if requested is not None and account.kind is AccountKind.IMAP:
@@ -190,7 +234,9 @@ class DeliveryPipeline:
             permanent = exc.kind in _PERMANENT
         if permanent:
             return Rejected(recipient, exc.kind, exc.public)
-        return Deferred(recipient, exc.kind, exc.public)
+        cause = exc.__cause__
+        full = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
+        return Deferred(recipient, exc.kind, exc.public, full)
 
     # --- per message --------------------------------------------------------------------------
 
@@ -278,4 +324,6 @@ def _for_recipient(outcome: Outcome, recipient: str) -> Outcome:
         return outcome
     if isinstance(outcome, Accepted):
         return Accepted(recipient, outcome.account, outcome.mailbox, outcome.uid)
-    return type(outcome)(recipient, outcome.kind, outcome.text)
+    if isinstance(outcome, Deferred):
+        return Deferred(recipient, outcome.kind, outcome.text, outcome.storage_full)
+    return Rejected(recipient, outcome.kind, outcome.text)
