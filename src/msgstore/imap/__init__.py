@@ -6,7 +6,8 @@ Input flows through four stages, each testable alone with bytes and no server:
       │  framer.Framer.feed()            sans-I/O; limits checked as octets arrive;
       ▼                                  literals above 64 KiB spilled to temp files
     CommandReady(CommandUnit)            lines + literals (bytes or LiteralFile)
-      │  syntax.command.parse_command()  tag and name read lexically, then:
+      │  syntax.command.read_name()       tag and name read lexically (state checked),
+      │  syntax.command.parse_arguments() then:
       │    syntax.tokens.tokenize()      iterative tokenizer -> token tree
       │    PARSERS[name](TokenReader, ParseContext)
       │      syntax.grammar / .search / .fetchatt   shared productions
@@ -20,7 +21,8 @@ session's mode (modified UTF-7 or UTF-8 names).
 ``syntax/`` is pure: stdlib and ``msgstore.core`` only, no storage, no asyncio. ``framer.py``
 writes spill files but does no network I/O.
 
-**How the session layer (not built yet) uses them.** Per connection it owns one ``Framer``
+**How the session layer uses them** (``connection.py``, ``session.py``, ``registry.py``,
+``selected.py``, ``writer.py``, ``commands/``). Per connection it owns one ``Framer``
 (limits from config) and a ``ParseContext`` that follows ENABLE (UTF8=ACCEPT, IMAP4rev2). Its
 read loop feeds received octets to the framer and acts on each event in order:
 

@@ -14,6 +14,14 @@ STARTTLS (:meth:`start_tls`) requires that the framer holds no octets received a
 STARTTLS line: the session checks :meth:`Framer.pending_bytes` and refuses before calling it.
 Between that check and the switch of the transport to TLS there is no ``await``, so nothing
 can arrive in between, and everything received later goes through the TLS layer.
+
+**Per-command deadline** (``[imap] command_timeout``, RELIABILITY.md §3): when the first octet
+of a command arrives, a timer starts; it stops when the framer is between commands again, and
+restarts each time :data:`PROGRESS_OCTETS` more octets arrived (a large APPEND that keeps
+flowing is not cut off). When it fires while the session waits for input, the connection
+writes ``* BYE Command not completed in time`` and closes, so a client that drips one octet
+every few seconds cannot hold a half command open for the whole idle timeout. If the session
+is busy (it has not read the finished commands yet), the timer starts over instead.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_EVENTS: Final = 64
 #: Unframed octets held before reading pauses (above one maximal command line).
 MAX_PENDING_OCTETS: Final = 256 * 1024
+#: Octets of a command whose arrival restarts the per-command deadline.
+PROGRESS_OCTETS: Final = 64 * 1024
 
 
 class ImapConnection(asyncio.Protocol):
@@ -47,9 +57,14 @@ class ImapConnection(asyncio.Protocol):
         *,
         implicit_tls: bool,
         tls_handshake_timeout: float,
+        command_timeout: float | None = None,
         on_made: Callable[[ImapConnection], None] | None = None,
     ) -> None:
         self.framer = framer
+        self._command_timeout = command_timeout
+        self._command_timer: asyncio.TimerHandle | None = None
+        self._command_progress = 0
+        self._reading = False
         self._on_made = on_made
         self._handshake_timeout = tls_handshake_timeout
         self._transport: asyncio.Transport | None = None
@@ -88,7 +103,42 @@ class ImapConnection(asyncio.Protocol):
                 self.abort()
                 return
         self._events.extend(self.framer.feed(data))
+        self._watch_command(len(data))
         self._maybe_pause()
+        self._wake()
+
+    def _watch_command(self, received: int) -> None:
+        """Start, restart or stop the per-command deadline (module docstring)."""
+        if self._command_timeout is None or self._lost:
+            return
+        if not self.framer.in_command:
+            self._stop_command_timer()
+            return
+        if self._command_timer is not None:
+            self._command_progress += received
+            if self._command_progress < PROGRESS_OCTETS:
+                return
+            self._command_timer.cancel()
+        self._command_progress = 0
+        loop = asyncio.get_running_loop()
+        self._command_timer = loop.call_later(self._command_timeout, self._command_expired)
+
+    def _stop_command_timer(self) -> None:
+        if self._command_timer is not None:
+            self._command_timer.cancel()
+            self._command_timer = None
+
+    def _command_expired(self) -> None:
+        self._command_timer = None
+        if not self.framer.in_command or self._lost:
+            return
+        if not self._reading or self._events:
+            self._watch_command(0)  # the session is busy: not the client's fault (yet)
+            return
+        log.info("command not completed within %ss; closing", self._command_timeout)
+        self.write(b"* BYE Command not completed in time\r\n")
+        self.framer.close()
+        self.close()
         self._wake()
 
     def eof_received(self) -> bool | None:
@@ -98,6 +148,7 @@ class ImapConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        self._stop_command_timer()
         self._wake()
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
@@ -162,6 +213,13 @@ class ImapConnection(asyncio.Protocol):
             ConnectionClosedError: the client is gone (or the framer stopped).
             ServiceClosingError: the server is shutting down.
         """
+        self._reading = True
+        try:
+            return await self._next_event(within)
+        finally:
+            self._reading = False
+
+    async def _next_event(self, within: float | None) -> Event:
         async with asyncio.timeout(within):
             while True:
                 if self._closing_service:
@@ -180,7 +238,16 @@ class ImapConnection(asyncio.Protocol):
 
     async def wait_readable(self) -> None:
         """Return when an event is queued, the connection ends or the service closes."""
-        while not (self._events or self._eof or self._lost or self._closing_service):
+        self._reading = True
+        try:
+            await self._wait_readable()
+        finally:
+            self._reading = False
+
+    async def _wait_readable(self) -> None:
+        while not (
+            self._events or self._eof or self._lost or self._closing_service or self.framer.closed
+        ):
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter

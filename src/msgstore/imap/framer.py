@@ -254,6 +254,14 @@ class Framer:
         return self._state == _PAUSED
 
     @property
+    def in_command(self) -> bool:
+        """True while part of a command has arrived but not all of it (the per-command
+        deadline of the connection runs meanwhile)."""
+        if self._state == _LITERAL or self._lines:
+            return True
+        return self._state == _LINE and self.pending_bytes() > 0
+
+    @property
     def closed(self) -> bool:
         """True after a fatal error or :meth:`close`."""
         return self._state == _CLOSED

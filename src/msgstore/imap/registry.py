@@ -31,6 +31,7 @@ from msgstore.imap.commands import (
     quota,
     search,
     selected,
+    sort_thread,
     store_flags,
 )
 from msgstore.imap.session import ANY, AUTH, State
@@ -78,6 +79,7 @@ _ROWS: Final = (
         (b"ENABLE", b"CONDSTORE", b"QRESYNC", b"UTF8=ACCEPT"),
     ),
     CommandSpec(b"STARTTLS", NOT_AUTH, NONE, nonauth.starttls),
+    CommandSpec(b"COMPRESS", AUTH, NONE, anystate.compress, (b"COMPRESS=DEFLATE",)),
     CommandSpec(b"LOGIN", NOT_AUTH, NONE, nonauth.login),
     CommandSpec(b"AUTHENTICATE", NOT_AUTH, NONE, nonauth.authenticate, (b"SASL-IR",)),
     CommandSpec(b"SELECT", AUTH, NONE, mailboxes.select),
@@ -106,6 +108,16 @@ _ROWS: Final = (
     CommandSpec(b"UID EXPUNGE", SELECTED, BREAKS_SEQS, selected.expunge),
     CommandSpec(b"SEARCH", SELECTED, USES_SEQS, search.search, (b"ESEARCH", b"SEARCHRES")),
     CommandSpec(b"UID SEARCH", SELECTED, BREAKS_SEQS, search.search),
+    CommandSpec(b"SORT", SELECTED, USES_SEQS, sort_thread.sort, (b"SORT", b"SORT=DISPLAY")),
+    CommandSpec(b"UID SORT", SELECTED, BREAKS_SEQS, sort_thread.sort),
+    CommandSpec(
+        b"THREAD",
+        SELECTED,
+        USES_SEQS,
+        sort_thread.thread,
+        (b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES"),
+    ),
+    CommandSpec(b"UID THREAD", SELECTED, BREAKS_SEQS, sort_thread.thread),
     CommandSpec(b"FETCH", SELECTED, USES_SEQS, fetch.fetch, (b"BINARY",)),
     CommandSpec(b"UID FETCH", SELECTED, BREAKS_SEQS, fetch.fetch),
     CommandSpec(b"STORE", SELECTED, USES_SEQS, store_flags.store),

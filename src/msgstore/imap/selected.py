@@ -14,7 +14,11 @@ responses, in this order:
    FETCH, STORE and SEARCH by sequence number (command flag ``USES_SEQS``) they are *held*
    (RFC 9051 §7.5.1): the UIDs stay in the array, keep their numbers, and are reported by the
    next command that may report them;
-2. new messages: ``* n EXISTS`` (and ``* n RECENT`` for IMAP4rev1 clients);
+2. new messages: ``* n EXISTS`` (and ``* n RECENT`` for IMAP4rev1 clients). A read-write
+   selection claims ``\\Recent`` for messages that arrive while it is selected, through the
+   same atomic claim SELECT uses (``snapshot(claim_recent=True)``), so exactly one session
+   sees each new message as ``\\Recent`` (RFC 3501 §2.3.2). The claim reads the mailbox's
+   UID list, so it runs only when new messages arrived, never on an unchanged mailbox;
 3. flag changes of known messages: ``* n FETCH (UID u FLAGS (...) [MODSEQ (m)])``, except
    those the session's own command already reported (STORE's own FETCH responses).
 """
@@ -207,6 +211,9 @@ class SelectedMailbox:
         if new_keywords:
             self.keywords |= new_keywords
             self.flag_responses(session)
+        if added and not self.readonly:
+            claimed = await self.backend.snapshot(owner, mailbox, claim_recent=True)
+            self.recent |= set(claimed.recent_uids)
         if added:
             out.send(Exists(len(self.uids)))
             if not session.rev2:

@@ -32,11 +32,19 @@ CLOSE_GRACE_S: Final = 5.0
 
 
 def framer_limits(config: Config) -> FramerLimits:
-    """The framer's limits; APPEND literals are capped by ``[store] max_message_size``."""
+    """The framer's limits from ``[imap]``; APPEND literals are capped by ``[imap]
+    append_limit`` and ``[store] max_message_size``."""
     base = FramerLimits()
-    size = config.store.max_message_size
+    imap = config.imap
+    store_max = config.store.max_message_size
+    size = min(imap.append_limit or store_max, store_max)
     return FramerLimits(
+        max_line_octets=imap.max_line,
+        max_literal_octets=imap.max_literal,
         max_append_literal_octets=size,
+        max_nonsync_literal_octets=imap.literal_minus_max or None,
+        max_literals=max(imap.max_literals, 1),
+        max_command_octets=max(base.max_command_octets, imap.max_line + imap.max_literal),
         max_append_command_octets=max(base.max_append_command_octets, size),
     )
 
@@ -65,6 +73,7 @@ class ImapService:
             framer,
             implicit_tls=implicit,
             tls_handshake_timeout=self.ctx.limits.tls_handshake_timeout,
+            command_timeout=self.ctx.limits.command_timeout,
             on_made=made,
         )
 
@@ -123,7 +132,9 @@ async def start(config: Config, backend: Backend, listeners: Sequence[Listener])
     if config.tls.cert is not None and config.tls.key is not None:
         tls = server_context(config.tls.cert, config.tls.key, alpn=["imap"])
     auth = Authenticator(backend, process_throttle(ThrottlePolicy.from_config(config)))
-    service = ImapService(ImapContext(config, backend, auth, tls, SessionLimits()))
+    service = ImapService(
+        ImapContext(config, backend, auth, tls, SessionLimits.from_config(config))
+    )
     try:
         await service.listen(listeners)
     except BaseException:

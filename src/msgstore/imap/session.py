@@ -16,13 +16,23 @@ The loop takes framer events from :class:`~msgstore.imap.connection.ImapConnecti
    ``syntax/errors.py``; :class:`~msgstore.core.errors.StoreError` -> ``imap/errors.py``;
    anything else -> ``NO [SERVERBUG]`` with an incident id, traceback in the log.
 
-:data:`MAX_BAD_COMMANDS` consecutive BAD replies end the connection with ``* BYE`` (the ALPACA
-defence, ECOSYSTEM.md §13). Input deadlines come from :class:`SessionLimits`: a short one
-before login, at least 30 minutes after (RFC 9051 §5.4), and the IDLE keepalive interval.
+``[imap] max_bad_commands`` consecutive BAD replies end the connection with ``* BYE`` (the
+ALPACA defence, ECOSYSTEM.md §13). Input deadlines come from :class:`SessionLimits` (``[imap]``
+config keys): a short one before login, at least 30 minutes after (RFC 9051 §5.4), the IDLE
+keepalive interval, and the per-command deadline the connection enforces.
+
+Connection limits (RELIABILITY.md §3 and §7 case 18) are counted in
+:class:`ConnectionCounts`, one per service (so per server process): a connection from an
+address that already has ``max_connections_per_ip`` connections *not yet logged in* gets
+``* BYE`` at once; a login that would give one account more than ``max_connections_per_user``
+connections from one address gets ``NO [LIMIT]`` and the session stays unauthenticated. A
+connection holds its address slot until it logs in and its account slot until it ends, however
+it ends (``Session.run``'s ``finally``), so killed clients leak nothing.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import enum
@@ -51,6 +61,7 @@ from msgstore.imap.syntax.responses import (
     StatusResponse,
     capability,
 )
+from msgstore.imap.syntax.tokens import TokenLimits
 from msgstore.imap.writer import ResponseWriter
 from msgstore.net.addresses import plaintext_auth_allowed
 from msgstore.net.connection import ConnectionClosedError, ServiceClosingError
@@ -64,9 +75,6 @@ if TYPE_CHECKING:
     from msgstore.imap.syntax.args import Command
 
 log = logging.getLogger(__name__)
-
-#: Consecutive BAD replies after which the connection is closed (Cassandane Alpaca.pm: 10).
-MAX_BAD_COMMANDS: Final = 10
 
 
 class State(enum.Flag):
@@ -88,16 +96,71 @@ class SessionLimits:
 
     Attributes:
         preauth_timeout: before login, each command must arrive within this (RELIABILITY.md
-            §3: 60-180 s) -- also the deadline of a half-sent command.
-        auth_timeout: after login; RFC 9051 §5.4 asks for at least 30 minutes.
+            §3: 60-180 s); ``[imap] auth_timeout``.
+        auth_timeout: after login, and the longest IDLE; RFC 9051 §5.4 asks for at least 30
+            minutes; ``[imap] idle_timeout``.
         idle_keepalive: interval of ``* OK Still here`` during IDLE (NAT-friendly).
         tls_handshake_timeout: time a client has to finish a TLS handshake.
+        command_timeout: time to finish a command once it started (the connection's
+            per-command deadline).
+        max_bad_commands: consecutive BAD replies before BYE (Cassandane Alpaca.pm: 10).
+        max_connections_per_user: logged-in connections of one account from one address.
+        max_connections_per_ip: not-logged-in connections from one address.
     """
 
     preauth_timeout: float = 180.0
     auth_timeout: float = 1800.0
     idle_keepalive: float = 120.0
     tls_handshake_timeout: float = 30.0
+    command_timeout: float = 120.0
+    max_bad_commands: int = 10
+    max_connections_per_user: int = 10
+    max_connections_per_ip: int = 100
+
+    @classmethod
+    def from_config(cls, config: Config) -> SessionLimits:
+        imap = config.imap
+        return cls(
+            preauth_timeout=float(max(imap.auth_timeout, 1)),
+            auth_timeout=float(max(imap.idle_timeout, 1)),
+            idle_keepalive=float(max(imap.idle_keepalive, 1)),
+            tls_handshake_timeout=float(max(imap.tls_handshake_timeout, 1)),
+            command_timeout=float(max(imap.command_timeout, 1)),
+            max_bad_commands=max(imap.max_bad_commands, 1),
+            max_connections_per_user=imap.max_connections_per_user,
+            max_connections_per_ip=imap.max_connections_per_ip,
+        )
+
+
+class ConnectionCounts:
+    """Open connections by client address (before login) and by account + address (after);
+    see the module docstring. A limit of 0 means no limit."""
+
+    def __init__(self) -> None:
+        self.by_ip: collections.Counter[str] = collections.Counter()
+        self.by_user: collections.Counter[tuple[int, str]] = collections.Counter()
+
+    def enter_ip(self, ip: str, limit: int) -> bool:
+        if limit and self.by_ip[ip] >= limit:
+            return False
+        self.by_ip[ip] += 1
+        return True
+
+    def leave_ip(self, ip: str) -> None:
+        self.by_ip[ip] -= 1
+        if self.by_ip[ip] <= 0:
+            del self.by_ip[ip]
+
+    def enter_user(self, key: tuple[int, str], limit: int) -> bool:
+        if limit and self.by_user[key] >= limit:
+            return False
+        self.by_user[key] += 1
+        return True
+
+    def leave_user(self, key: tuple[int, str]) -> None:
+        self.by_user[key] -= 1
+        if self.by_user[key] <= 0:
+            del self.by_user[key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +172,7 @@ class ImapContext:
     auth: Authenticator
     tls: ssl.SSLContext | None
     limits: SessionLimits = SessionLimits()
+    counts: ConnectionCounts = field(default_factory=ConnectionCounts)
 
 
 @dataclass(eq=False)
@@ -132,9 +196,17 @@ class Session:
     #: SEARCHRES (RFC 5182): UID ranges of the last SEARCH ... RETURN (SAVE), for ``$``.
     saved_search: tuple[tuple[int, int], ...] | None = None
     log_scope: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    #: The ConnectionCounts slots this connection holds (module docstring).
+    ip_slot: str | None = None
+    user_slot: tuple[int, str] | None = None
 
     def __post_init__(self) -> None:
         self.out = ResponseWriter(self.conn)
+        max_depth = self.ctx.config.imap.max_nesting
+        self.parse_ctx = ParseContext(
+            tokens=TokenLimits(max_depth=max_depth),
+            max_search_depth=max(64, 2 * max_depth),
+        )
 
     # --- helpers for handlers -----------------------------------------------------------------
 
@@ -176,10 +248,34 @@ class Session:
     def capability_code(self) -> ResponseCode:
         return capability(self.capabilities())
 
+    def admit(self, account: AccountInfo) -> bool:
+        """Take an account slot for ``account`` (False: ``max_connections_per_user`` reached)
+        and give back the address slot."""
+        key = (int(account.id), self.conn.peer_host)
+        if not self.ctx.counts.enter_user(key, self.ctx.limits.max_connections_per_user):
+            log.info("too many connections of %s from %s", account.name, self.conn.peer_host)
+            return False
+        self.user_slot = key
+        self._release_ip()
+        return True
+
+    def _release_ip(self) -> None:
+        if self.ip_slot is not None:
+            self.ctx.counts.leave_ip(self.ip_slot)
+            self.ip_slot = None
+
+    def _release(self) -> None:
+        self._release_ip()
+        if self.user_slot is not None:
+            self.ctx.counts.leave_user(self.user_slot)
+            self.user_slot = None
+
     def logged_in(self, account: AccountInfo) -> None:
         """Enter the authenticated state as ``account``."""
         self.account = account
-        self.access_ = MailboxAccess(self.ctx.backend, account)
+        self.access_ = MailboxAccess(
+            self.ctx.backend, account, allow_anyone=self.ctx.config.acl.allow_anyone
+        )
         self.state = State.AUTHENTICATED
         self.log_scope.enter_context(log_context(ident=account.name))
         log.info("logged in as %s", account.name)
@@ -204,12 +300,20 @@ class Session:
     async def run(self) -> None:
         session = secrets.token_urlsafe(6)
         with log_context(service="imap", ident=self.conn.peer_host, session=session):
+            peer = self.conn.peer_host
+            if not self.ctx.counts.enter_ip(peer, self.ctx.limits.max_connections_per_ip):
+                log.info("too many connections from %s; refused", peer)
+                self.conn.write(b"* BYE [LIMIT] Too many connections from your address\r\n")
+                self.conn.close()
+                return
+            self.ip_slot = peer
             try:
                 with self.log_scope:
                     await self._loop()
             except (ConnectionClosedError, ServiceClosingError):
                 pass
             finally:
+                self._release()
                 self.conn.framer.close()
                 if self.selected is not None:
                     await self.selected.close()
@@ -260,7 +364,7 @@ class Session:
 
     def _count_bad(self) -> None:
         self.bad_commands += 1
-        if self.bad_commands >= MAX_BAD_COMMANDS:
+        if self.bad_commands >= self.ctx.limits.max_bad_commands:
             self.bye("Too many invalid commands")
 
     def _bad(self, text: str, tag: bytes | None, code: bytes | None = None) -> None:
@@ -292,12 +396,7 @@ class Session:
                 cmd = parse_arguments(unit, tag, name, pos, self.parse_ctx)
             except ParseError as exc:
                 if exc.status == b"NO":
-                    code = (
-                        ResponseCode(Code.BADCHARSET, exc.code[len(b"BADCHARSET ") :])
-                        if (exc.code and exc.code.startswith(b"BADCHARSET"))
-                        else None
-                    )
-                    self.out.send(StatusResponse(Status.NO, exc.text, code, tag))
+                    self.out.send(StatusResponse(Status.NO, exc.text, _refusal_code(exc), tag))
                 else:
                     self._bad(exc.text, tag, exc.code)
                 return
@@ -336,6 +435,16 @@ class Session:
             except StoreError as exc:
                 log.warning("sync after %s failed: %s", cmd.name.decode(), exc.public)
         return reply
+
+
+def _refusal_code(exc: ParseError) -> ResponseCode | None:
+    """The response code of a NO at parse time: ``BADCHARSET (...)`` with its charset list,
+    ``CANNOT`` for a name the store refuses (RELIABILITY.md §7 case 14), and so on."""
+    if not exc.code:
+        return None
+    if exc.code.startswith(b"BADCHARSET"):
+        return ResponseCode(Code.BADCHARSET, exc.code[len(b"BADCHARSET ") :])
+    return ResponseCode(Code(exc.code))
 
 
 def _state_text(state: State, allowed: State) -> str:

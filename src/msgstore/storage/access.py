@@ -182,9 +182,11 @@ class MailboxAccess:
     actor may not see, NO_PERM for a missing right, and whatever the backend raises.
     """
 
-    def __init__(self, backend: Backend, actor: AccountInfo) -> None:
+    def __init__(self, backend: Backend, actor: AccountInfo, *, allow_anyone: bool = True) -> None:
         self.backend = backend
         self.actor = actor
+        #: ``[acl] allow_anyone``: may a non-manager grant rights to anyone/authenticated?
+        self.allow_anyone = allow_anyone
         self._public: AccountInfo | None = None
 
     async def public(self) -> AccountInfo:
@@ -462,6 +464,14 @@ class MailboxAccess:
         """SETACL: ``change`` is ``+rights``, ``-rights`` or ``rights`` (RFC 4314 §3.1)."""
         opened = await self.open(name, "a")
         ident = validate_identifier(identifier)
+        if (
+            not self.allow_anyone
+            and not self.actor.manager
+            and ident.removeprefix("-") in (ANYONE, AUTHENTICATED)
+        ):
+            raise StoreError(
+                ErrorKind.NO_PERM, f"Sharing with {ident!r} is disabled by the server policy"
+            )
         acl = await self.backend.get_acl(opened.owner, opened.id)
         current = acl.get(ident, Rights())
         await self.backend.set_acl(opened.owner, opened.id, ident, modify_rights(current, change))

@@ -1,10 +1,16 @@
 """GETACL SETACL DELETEACL LISTRIGHTS MYRIGHTS (RFC 4314 §3). The rights themselves are
-checked in ``storage.access`` (``a`` for all but MYRIGHTS)."""
+checked in ``storage.access`` (``a`` for all but MYRIGHTS).
+
+GETACL lists the owner of a personal mailbox with every right (``lrswipkxtea``) even when
+no entry is stored for them, as Dovecot does: the owner holds those rights implicitly
+(ARCHITECTURE.md), and clients that show an ACL editor expect to see them. A stored entry
+for the owner is shown as stored. Public folders have no owner entry."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from msgstore.core.acl import ALL_RIGHTS, Rights
 from msgstore.imap.syntax.args import AclIdentifierArgs, Command, MailboxArgs, SetAclArgs
 from msgstore.imap.syntax.responses import (
     Status,
@@ -29,7 +35,11 @@ def _ident(value: str, utf8: bool) -> bytes:
 async def getacl(s: Session, cmd: Command) -> StatusResponse:
     args = cmd.args
     assert isinstance(args, MailboxArgs)
-    acl = await s.access.get_acl(args.mailbox)
+    acl = dict(await s.access.get_acl(args.mailbox))
+    opened = await s.access.open(args.mailbox)
+    if opened.owner != (await s.access.public()).id:
+        owner = await s.ctx.backend.get_account_by_id(opened.owner)
+        acl.setdefault(owner.name, Rights(frozenset(ALL_RIGHTS)))
     utf8 = s.out.utf8
     line = b"* ACL " + encode_mailbox(args.mailbox, utf8=utf8)
     for ident in sorted(acl):

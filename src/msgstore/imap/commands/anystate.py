@@ -1,14 +1,25 @@
-"""CAPABILITY, NOOP, LOGOUT (RFC 9051 §6.1), ID (RFC 2971), ENABLE (RFC 5161)."""
+"""CAPABILITY, NOOP, LOGOUT (RFC 9051 §6.1), ID (RFC 2971), ENABLE (RFC 5161), COMPRESS
+(RFC 4978).
+
+COMPRESS=DEFLATE is allowed after login (with or without TLS, which it then runs inside). The
+tagged OK goes out uncompressed; from the next octet on both directions are raw deflate
+(zlib ``wbits=-15``), each server write ending in a sync flush. The framer stops after the
+COMPRESS line, so octets the client sent right behind it are passed through the inflater
+before they are framed (``ImapConnection.start_compression``). A second COMPRESS gets
+``NO [COMPRESSIONACTIVE]``, another mechanism ``BAD``.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
 from msgstore import __version__
-from msgstore.imap.syntax.args import Command, EnableArgs, IdArgs
+from msgstore.imap.syntax.args import Command, CompressArgs, EnableArgs, IdArgs
 from msgstore.imap.syntax.responses import (
     CapabilityData,
+    Code,
     EnabledData,
+    ResponseCode,
     Status,
     StatusResponse,
     encode_nstring,
@@ -64,3 +75,19 @@ async def enable(s: Session, cmd: Command) -> StatusResponse:
         newly.append(b"IMAP4rev2" if name == b"IMAP4REV2" else name)
     s.out.send(EnabledData(tuple(newly)))
     return ok("ENABLE completed")
+
+
+async def compress(s: Session, cmd: Command) -> StatusResponse:
+    assert isinstance(cmd.args, CompressArgs)
+    if s.conn.compressed:
+        return StatusResponse(
+            Status.NO, "Compression is already active", ResponseCode(Code.COMPRESSIONACTIVE)
+        )
+    if cmd.args.mechanism.upper() != "DEFLATE":
+        return StatusResponse(Status.BAD, "Unknown compression mechanism")
+
+    async def start() -> None:
+        s.conn.start_compression()
+
+    s.after_reply = start
+    return ok("DEFLATE active")

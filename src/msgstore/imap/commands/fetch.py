@@ -68,7 +68,7 @@ _MONTHS: Final = (
 )
 
 
-class _UnknownCteError(Exception):
+class _UnknownCteError(ValueError):
     pass
 
 

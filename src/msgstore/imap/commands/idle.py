@@ -6,6 +6,8 @@ wakes when any process -- another session, another worker, delivery, the CLI -- 
 On a wake the selected state syncs (EXPUNGE allowed) and the output is flushed, so a change
 reaches the client within the notification latency (under a second). ``* OK Still here``
 goes out every ``SessionLimits.idle_keepalive`` seconds so NAT boxes keep the connection.
+An IDLE longer than ``[imap] idle_timeout`` ends with ``* BYE`` (RFC 2177 asks clients to
+re-issue IDLE at least every 29 minutes).
 """
 
 from __future__ import annotations
@@ -26,17 +28,25 @@ if TYPE_CHECKING:
 
 async def idle(s: Session, cmd: Command) -> StatusResponse:
     s.out.write(b"+ idling\r\n")
-    await s.sync(allow_expunge=True)
-    await s.out.flush()
     async with contextlib.AsyncExitStack() as stack:
         watcher: ChangeWatcher | None = None
         if s.selected is not None:
+            # Watch first, then sync: a change committed in between wakes the watcher instead
+            # of waiting unseen for the next one.
             opened = s.selected.opened
             watcher = await stack.enter_async_context(s.ctx.backend.watch(opened.owner, opened.id))
+        await s.sync(allow_expunge=True)
+        await s.out.flush()
         read: asyncio.Task[None] | None = None
         watch: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + s.ctx.limits.auth_timeout
         try:
             while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    s.bye("Autologout; idle for too long")
+                    return StatusResponse(Status.OK, "IDLE terminated")
                 if read is None:
                     read = asyncio.ensure_future(s.conn.wait_readable())
                 if watch is None and watcher is not None:
@@ -44,7 +54,7 @@ async def idle(s: Session, cmd: Command) -> StatusResponse:
                 waiting = {t for t in (read, watch) if t is not None}
                 done, _ = await asyncio.wait(
                     waiting,
-                    timeout=s.ctx.limits.idle_keepalive,
+                    timeout=min(s.ctx.limits.idle_keepalive, left),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if read in done:
@@ -57,7 +67,7 @@ async def idle(s: Session, cmd: Command) -> StatusResponse:
                     if s.finished:
                         return StatusResponse(Status.OK, "IDLE terminated")
                     await s.out.flush()
-                if not done:
+                if not done and loop.time() < deadline:
                     s.out.send(StatusResponse(Status.OK, "Still here"))
                     await s.out.flush()
         finally:

@@ -85,6 +85,10 @@ async def _login(s: Session, attempt: Awaitable[AccountInfo]) -> StatusResponse:
         if s.login_failed():
             s.bye("Too many failed logins")
         return StatusResponse(Status.NO, exc.public, ResponseCode(code))
+    if not s.admit(account):
+        return StatusResponse(
+            Status.NO, "Too many connections for this account", ResponseCode(Code.LIMIT)
+        )
     s.logged_in(account)
     return StatusResponse(Status.OK, "Logged in", s.capability_code())
 

@@ -4,8 +4,14 @@ MODSEQ).
 Keys are evaluated on stored metadata: flags, dates, sizes and modseqs from the index row,
 FROM/TO/CC/BCC/SUBJECT and the other indexed fields from the header index computed at
 delivery (decoded, lower case). Only HEADER on a field outside the index reads the stored
-header block, and only BODY/TEXT read the message file (case-insensitive substring of the
-raw octets; encoded bodies are not decoded). The key tree is at most
+header block, and only BODY/TEXT read the message file.
+
+BODY and TEXT match a case-insensitive substring of the raw octets (TEXT: header included)
+*or* of the decoded text of any text/* part: the part map computed at delivery gives each
+part's offsets, Content-Transfer-Encoding and charset, so the part's octets are sliced from
+the stored file, base64/quoted-printable undone and the charset applied (UTF-8, US-ASCII and
+ISO-8859-1/latin-1 by name; anything else is read as UTF-8 with replacement characters). That
+is reading stored bytes at known offsets, not parsing MIME again. The key tree is at most
 ``ParseContext.max_search_depth`` deep, so evaluating it recursively is safe.
 """
 
@@ -13,11 +19,12 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable, Mapping, Sequence
+from email.utils import parsedate_tz
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from msgstore.core.ids import Uid, UidSet
-from msgstore.imap.commands.fetch import header_fields
+from msgstore.imap.commands.fetch import decode_cte, header_fields
 from msgstore.imap.selected import SelectedMailbox, ranges_of
 from msgstore.imap.syntax.args import Command, SearchArgs, SearchReturn
 from msgstore.imap.syntax.responses import ESearchData, SearchData, Status, StatusResponse
@@ -63,6 +70,7 @@ INDEXED: Final = frozenset(
     }
 )
 BATCH: Final = 512
+T = TypeVar("T")
 
 
 def _walk(key: SearchKey) -> list[SearchKey]:
@@ -136,6 +144,55 @@ class _Msg:
         return self.data[: p.header_end] if p is not None else b""
 
 
+#: Charsets decoded by name for BODY/TEXT; others are read as UTF-8.
+_CHARSETS: Final = {
+    "utf-8": "utf-8",
+    "us-ascii": "utf-8",
+    "iso-8859-1": "latin-1",
+    "latin-1": "latin-1",
+    "latin1": "latin-1",
+}
+
+
+def _in_decoded_text(m: _Msg, needle: str) -> bool:
+    """``needle`` (lower case) in the decoded text of a text/* part (module docstring)."""
+    if m.data is None or m.meta.partmap is None:
+        return False
+    for part in PartMap.from_bytes(m.meta.partmap).parts():
+        if not part.content_type.startswith("text/") or part.is_message:
+            continue
+        raw = m.data[part.header_end : part.body_end]
+        try:
+            octets = decode_cte(raw, part.encoding)
+        except ValueError:
+            continue
+        codec = _CHARSETS.get(part.charset or "us-ascii", "utf-8")
+        if needle in octets.decode(codec, "replace").lower():
+            return True
+    return False
+
+
+def _in_decoded_header(m: _Msg, needle: str) -> bool:
+    """TEXT: ``needle`` (lower case) in a header field with RFC 2047 words decoded."""
+    for _, raw in header_fields(m.header_block()):
+        if needle in decode_words(raw.partition(b":")[2].strip()).lower():
+            return True
+    return False
+
+
+def _sent_day(headers: Mapping[str, str]) -> dt.date | None:
+    """The day of the Date header as written: SENTBEFORE/SENTON/SENTSINCE disregard time and
+    time zone (RFC 9051 §6.4.4), so 00:30 +0100 on the 2nd is the 2nd, not the 1st in UTC."""
+    parsed = parsedate_tz(headers.get("date", "")[:256])
+    if parsed is not None:
+        try:
+            return dt.date(*parsed[:3])
+        except ValueError:
+            pass
+    sent = headers.get("sent-date", "")
+    return dt.date.fromisoformat(sent[:10]) if sent else None
+
+
 def _matches(key: SearchKey, m: _Msg, c: _Ctx) -> bool:
     meta = m.meta
     if isinstance(key, SearchAll):
@@ -163,15 +220,20 @@ def _matches(key: SearchKey, m: _Msg, c: _Ctx) -> bool:
         data = m.data
         if isinstance(key, SearchBody):
             data = data[len(m.header_block()) :]
-        return key.value.lower().encode("utf-8") in data.lower()
+        needle = key.value.lower()
+        if needle.encode("utf-8") in data.lower():
+            return True
+        if isinstance(key, SearchText) and _in_decoded_header(m, needle):
+            return True
+        return _in_decoded_text(m, needle)
     if isinstance(key, SearchDate):
         if key.field is DateField.INTERNAL:
             day = meta.internal_date.date()
         else:
-            sent = (meta.headers or {}).get("sent-date", "")
-            if not sent:
+            sent = _sent_day(meta.headers or {})
+            if sent is None:
                 return False
-            day = dt.date.fromisoformat(sent[:10])
+            day = sent
         return _date_match(key.op, day, key.date)
     if isinstance(key, SearchSize):
         return meta.size > key.octets if key.larger else meta.size < key.octets
@@ -188,17 +250,23 @@ def _matches(key: SearchKey, m: _Msg, c: _Ctx) -> bool:
     return all(_matches(k, m, c) for k in key.keys)
 
 
-async def search(s: Session, cmd: Command) -> StatusResponse:
-    args = cmd.args
-    assert isinstance(args, SearchArgs)
+async def matching(
+    s: Session, key: SearchKey, keep: Callable[[MessageMeta], T], want: Want | None = None
+) -> tuple[list[tuple[int, T]], bool]:
+    """``(seq, keep(meta))`` of the selected messages that match ``key``, in sequence order
+    (``want``: fields ``keep`` needs beyond what the search reads; only what ``keep`` returns
+    is held, so a 100,000-message result stays small); and whether ``key`` used MODSEQ
+    (which enables CONDSTORE, RFC 7162 §3.1)."""
     sel = s.selected
     assert sel is not None
-    c = _Ctx(s, sel, args.key)
+    c = _Ctx(s, sel, key)
     if c.uses_modseq:
         s.enable(b"CONDSTORE")
     backend, opened = s.ctx.backend, sel.opened
-    want = Want.FLAGS | Want.HEADERS | (Want.PARTMAP if c.needs_file else Want(0))
-    found: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
+    want = (want or Want(0)) | Want.FLAGS | Want.HEADERS
+    if c.needs_file:
+        want |= Want.PARTMAP
+    found: list[tuple[int, T]] = []
     uids = list(sel.uids)
     for start in range(0, len(uids), BATCH):
         chunk = uids[start : start + BATCH]
@@ -211,10 +279,19 @@ async def search(s: Session, cmd: Command) -> StatusResponse:
             if c.needs_file:
                 async with backend.open_body(opened.owner, opened.id, Uid(meta.uid)) as body:
                     data = await body.read(0, body.size)
-            if _matches(args.key, _Msg(seq, meta, data), c):
-                found.append((seq, meta.uid, meta.modseq))
+            if _matches(key, _Msg(seq, meta, data), c):
+                found.append((seq, keep(meta)))
+    found.sort(key=lambda f: f[0])
+    return found, c.uses_modseq
+
+
+async def search(s: Session, cmd: Command) -> StatusResponse:
+    args = cmd.args
+    assert isinstance(args, SearchArgs)
+    hits, uses_modseq = await matching(s, args.key, lambda m: (int(m.uid), int(m.modseq)))
+    found = [(q, u, m) for q, (u, m) in hits]
     numbers = [u if cmd.uid else q for q, u, _ in found]
-    top_modseq = max((m for _, _, m in found), default=None) if c.uses_modseq else None
+    top_modseq = max((m for _, _, m in found), default=None) if uses_modseq else None
     returns = args.returns
     if returns is None and not s.rev2:
         s.out.send(SearchData(tuple(numbers), top_modseq))
