@@ -7,7 +7,8 @@ fails when the committed file differs. Every key is optional: ``Config()`` runs 
 
     load_config(path, data_dir=...) -> Config     tomllib + validation, ConfigError on any problem
     Config                                        .imap .pop3 .lmtp .smtp .poppassd .web
-                                                  .tls .store .auth .log (frozen sections)
+                                                  .tls .store .auth .log .server (frozen
+                                                  sections)
     HostPort                                      one "host:port" listen address
     ConfigError                                   one line per problem: file, dotted key, reason
     config_docs() / dump_toml(config)             the generated manual / the effective file
@@ -309,6 +310,70 @@ class ImapSection(_Section):
         ["127.0.0.1:1993"],
         "Addresses for IMAP over implicit TLS, IMAPS (standard port: 993).",
     )
+    max_line: Size = setting(
+        "64K",
+        "Longest command line (literals excluded); RFC 7162 §4 asks for at least 8K. A longer "
+        "line gets BAD and BYE.",
+    )
+    max_literal: Size = setting(
+        "64K", "Largest literal outside APPEND; a larger one gets NO [TOOBIG] before it is sent."
+    )
+    append_limit: Size = setting(
+        "0",
+        "Largest APPEND message, advertised as APPENDLIMIT (RFC 7889); 0 means [store] "
+        "max_message_size, which also caps it.",
+    )
+    literal_minus_max: Size = setting(
+        "4K",
+        "Largest non-synchronising literal (LITERAL-, RFC 7888); a larger one gets BAD [TOOBIG] "
+        "and BYE. 0 advertises LITERAL+ instead, with the limits above.",
+    )
+    max_literals: Count = setting(1000, "Literals in one command (MULTIAPPEND needs many).")
+    max_nesting: Count = setting(
+        32, "Nesting depth of parenthesised lists in one command; deeper input gets BAD."
+    )
+    auth_timeout: Duration = setting(
+        "3m",
+        "Before login: time allowed for each command (and a SASL answer); a silent client is "
+        "disconnected with BYE.",
+    )
+    idle_timeout: Duration = setting(
+        "30m",
+        "After login, and during IDLE: inactivity before autologout with BYE (RFC 9051 §5.4 "
+        "asks for at least 30 minutes).",
+    )
+    idle_keepalive: Duration = setting(
+        "2m", "Interval of the `* OK Still here` keepalives sent during IDLE."
+    )
+    command_timeout: Duration = setting(
+        "2m",
+        "Time to finish a command once its first octet arrived; each further 64K received "
+        "restarts it, so a client dripping octets is disconnected with BYE.",
+    )
+    tls_handshake_timeout: Duration = setting(
+        "30s", "Time a client has to finish the TLS handshake (IMAPS and STARTTLS)."
+    )
+    max_connections_per_user: Count = setting(
+        10,
+        "Logged-in connections of one account from one client address; the next LOGIN gets "
+        "NO [LIMIT]. 0: no limit. Counted per server process.",
+    )
+    max_connections_per_ip: Count = setting(
+        100,
+        "Not yet logged-in connections from one client address; the next one gets BYE. 0: no "
+        "limit. Counted per server process.",
+    )
+    max_bad_commands: Count = setting(
+        10, "Consecutive BAD replies after which the connection is closed with BYE."
+    )
+
+    @model_validator(mode="after")
+    def _usable_limits(self) -> ImapSection:
+        if self.max_line < 1024:
+            raise _at("imap.max_line", "must be at least 1K")
+        if self.max_nesting < 1:
+            raise _at("imap.max_nesting", "must be at least 1")
+        return self
 
 
 class Pop3Section(_Section):
@@ -351,7 +416,43 @@ class Pop3Section(_Section):
     )
 
 
-class LmtpSection(_Section):
+class _ChannelSection(_Section):
+    """Limits shared by the LMTP and SMTP delivery channels (``listen`` is per section)."""
+
+    listen: Listen = setting([], "Addresses.")
+    max_line: Size = setting(
+        "1000",
+        "Longest command line, CRLF included (RFC 5321 §4.5.3.1 allows 512 plus extension "
+        "parameters). A longer line gets 500 5.5.2. Message lines after DATA are not limited "
+        "by it.",
+    )
+    max_recipients: Count = setting(
+        1000,
+        "Recipients of one transaction; the next RCPT gets 452 4.5.3 (the sender sends the "
+        "rest in another transaction).",
+    )
+    max_unknown_recipients: Count = setting(
+        20,
+        "Unknown recipients on one connection after which it is closed with 421 (address "
+        "harvesting defence). 0: no limit.",
+    )
+    max_errors: Count = setting(
+        10,
+        "Syntax and sequence errors on one connection after which it is closed with 421.",
+    )
+    command_timeout: Duration = setting(
+        "5m",
+        "Time allowed for each command line (RFC 5321 §4.5.3.2.7 asks for 5 minutes); a "
+        "silent client is disconnected with 421.",
+    )
+    data_timeout: Duration = setting(
+        "10m",
+        "Time allowed for the whole message after DATA, or for one BDAT chunk; a transfer "
+        "that does not end in time is dropped with 421 and nothing is stored.",
+    )
+
+
+class LmtpSection(_ChannelSection):
     """LMTP delivery channel (RFC 2033): how a mail transfer agent hands mail to the store."""
 
     listen: Listen = setting(
@@ -359,14 +460,55 @@ class LmtpSection(_Section):
         "Addresses for LMTP (usual port: 24). Keep it on loopback or a trusted "
         "network: LMTP has no authentication.",
     )
+    max_unknown_recipients: Count = setting(
+        100,
+        "Unknown recipients on one connection after which it is closed with 421. 0: no limit.",
+    )
 
 
-class SmtpSection(_Section):
+class SmtpSection(_ChannelSection):
     """SMTP delivery channel (RFC 5321), for senders that cannot speak LMTP."""
 
     listen: Listen = setting(
         ["127.0.0.1:2525"],
         "Addresses for inbound SMTP delivery into the store.",
+    )
+    max_recipients: Count = setting(
+        100,
+        "Recipients of one transaction (RFC 5321 §4.5.3.1.8: at least 100); the next RCPT "
+        "gets 452 4.5.3.",
+    )
+
+
+def _domains(value: object) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not (
+            item == "localhost" or (_HOSTNAME_RE.fullmatch(item) and "." in item)
+        ):
+            raise _fail(f'expected domain names such as "example.org", got {item!r}')
+        out.append(item.lower())
+    return out
+
+
+#: Mail domains: ["example.org", "example.net"].
+Domains = Annotated[list[str], PlainValidator(_domains), _Kind("domain list")]
+
+
+class DeliverySection(_Section):
+    """Local delivery, shared by LMTP, SMTP and `msgstore deliver`."""
+
+    domains: Domains = setting(
+        [],
+        "Mail domains whose addresses are local accounts (virtual domains): user@domain "
+        "delivers to the account user. Empty: every domain is local. SMTP refuses a "
+        "recipient in any other domain with 550 5.7.1 (no relaying).",
+    )
+    over_quota_temporary: Switch = setting(
+        False,
+        "Answer a recipient over quota with 452 4.2.2 (the sender retries) instead of "
+        "552 5.2.2 (the sender bounces).",
     )
 
 
@@ -411,6 +553,18 @@ class TlsSection(_Section):
     key: OptionalPath = setting(
         None,
         "PEM private key of the certificate; must be set together with cert.",
+    )
+
+
+class AclSection(_Section):
+    """Sharing policy for IMAP ACLs (RFC 4314)."""
+
+    allow_anyone: Switch = setting(
+        True,
+        "Let ordinary users grant rights to the identifiers `anyone` and `authenticated` "
+        "with SETACL (also as negative rights). false refuses that with NO [NOPERM], so "
+        "nobody can share a folder with every user at once (Dovecot `acl_anyone = forbid`); "
+        "managers may still, for the public folders.",
     )
 
 
@@ -490,6 +644,17 @@ class LogSection(_Section):
     )
 
 
+class ServerSection(_Section):
+    """Processes of `msgstore serve`."""
+
+    workers: Count = setting(
+        1,
+        "Server processes. Each runs every service on its own event loop and they share the "
+        "listening sockets; the first process supervises them (restarts one that dies). "
+        "`msgstore serve --workers` overrides it; 0 means one per CPU core.",
+    )
+
+
 class Config(BaseModel):
     """The whole configuration: one attribute per ``[section]`` of msgstore.toml."""
 
@@ -499,12 +664,15 @@ class Config(BaseModel):
     pop3: Pop3Section = _section(Pop3Section)
     lmtp: LmtpSection = _section(LmtpSection)
     smtp: SmtpSection = _section(SmtpSection)
+    delivery: DeliverySection = _section(DeliverySection)
     poppassd: PoppassdSection = _section(PoppassdSection)
     web: WebSection = _section(WebSection)
     tls: TlsSection = _section(TlsSection)
     store: StoreSection = _section(StoreSection)
+    acl: AclSection = _section(AclSection)
     auth: AuthSection = _section(AuthSection)
     log: LogSection = _section(LogSection)
+    server: ServerSection = _section(ServerSection)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:

@@ -1,4 +1,4 @@
-"""``msgstore serve``: one process, one asyncio loop, every configured service.
+"""``msgstore serve``: every configured service, in one process or in N worker processes.
 
 Startup, in this order, each step failing with one log line and a sysexits code:
 
@@ -12,6 +12,15 @@ Startup, in this order, each step failing with one log line and a sysexits code:
 
 SIGTERM or SIGINT stops it: services close (each says goodbye to its sessions), then the store,
 then the pid file goes; the exit code is 0.
+
+With ``--workers N`` (``[server] workers``), steps 1-3 run once in this process, which then
+forks N workers (:class:`Supervisor`). Each worker runs steps 4-5 on its own event loop with
+its own store connections, on the sockets bound in step 2 (inherited: the kernel hands each
+new connection to one of the workers that accept on the shared socket). Once every worker is
+ready the supervisor writes the pid file (its own pid). A worker that dies is restarted with a
+growing delay; a worker that fails before the server was ever ready stops the server with the
+worker's exit code. SIGTERM/SIGINT to the supervisor stop every worker, then the supervisor
+exits 0. Log lines of the workers say ``msgstore(worker-2)<pid>``, sessions carry the pid.
 
 Adding a protocol server is one entry in :data:`SERVICES`: the section name of its listen keys
 and an async start function ``start(config, backend, listeners) -> RunningService``. It gets the
@@ -27,20 +36,28 @@ start; 71 an address cannot be bound; 73 the data directory or TLS files cannot 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import fcntl
 import importlib
 import logging
 import os
+import resource
+import select
 import signal
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from types import FrameType
+from typing import Any, Final, NoReturn, Protocol
 
 from msgstore import __version__
 from msgstore.config import Config, ConfigError, TlsSection, listen_keys
 from msgstore.core.errors import StoreError
 from msgstore.imap.server import start as start_imap
+from msgstore.lmtp.service import start_lmtp, start_smtp
 from msgstore.net.listener import Listener, ListenError, bind_listeners, close_listeners
 from msgstore.net.logs import configure_logging
 from msgstore.net.tls import ensure_tls_files, server_context
@@ -62,6 +79,14 @@ EX_CONFIG: Final = 78
 PID_FILE: Final = "msgstore.pid"
 LOCK_FILE: Final = "serve.lock"
 
+#: First delay before a dead worker is started again; it doubles with each death of a worker
+#: that ran less than :data:`STABLE_S`, up to :data:`RESTART_MAX_S`.
+RESTART_FIRST_S: Final = 0.5
+RESTART_MAX_S: Final = 30.0
+STABLE_S: Final = 60.0
+#: Time workers get to stop after SIGTERM before they are killed (sessions get 5 s of it).
+WORKER_STOP_S: Final = 20.0
+
 
 class RunningService(Protocol):
     """What a started service hands back so that shutdown can stop it."""
@@ -78,6 +103,8 @@ SERVICES: Final[dict[str, ServiceStart]] = {
     "imap": start_imap,
     "pop3": start_pop3,
     "poppassd": start_poppassd,
+    "lmtp": start_lmtp,
+    "smtp": start_smtp,
 }
 
 
@@ -86,9 +113,19 @@ def run_dir(config: Config) -> Path:
     return config.store.data_dir / "run"
 
 
-def serve(config: Config) -> int:
-    """Run every configured service until SIGTERM/SIGINT; return the process exit code."""
+def worker_count(config: Config, workers: int | None = None) -> int:
+    """Processes to run: ``workers`` (``--workers``) or ``[server] workers``; 0 is one per CPU."""
+    count = config.server.workers if workers is None else workers
+    return count if count > 0 else (os.cpu_count() or 1)
+
+
+def serve(config: Config, *, workers: int | None = None) -> int:
+    """Run every configured service until SIGTERM/SIGINT; return the process exit code.
+
+    ``workers`` overrides ``[server] workers`` (see :func:`worker_count`).
+    """
     configure_logging(config.log, service="msgstore", ident="serve")
+    _raise_open_files_limit()
     data_dir = config.store.data_dir
     try:
         run_dir(config).mkdir(parents=True, exist_ok=True)
@@ -109,12 +146,29 @@ def serve(config: Config) -> int:
             return EX_TEMPFAIL
         # Left by a server that was killed: it must not make anyone think we are ready.
         (run_dir(config) / PID_FILE).unlink(missing_ok=True)
-        return _serve_locked(config)
+        return _serve_locked(config, worker_count(config, workers))
     finally:
         lock.close()
 
 
-def _serve_locked(config: Config) -> int:
+def _raise_open_files_limit() -> None:
+    """Lift the soft RLIMIT_NOFILE to the hard limit: every connection is a descriptor, and a
+    service manager's default soft limit (1,024 under systemd) would cap a worker at about a
+    thousand clients. The hard limit stays the administrator's to set."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning(
+                "could not raise the open-files limit from %d to %d: %s", soft, target, exc
+            )
+            return
+        log.debug("open-files limit raised from %d to %d", soft, target)
+
+
+def _serve_locked(config: Config, workers: int) -> int:
     try:
         listeners = bind_listeners(config)
     except ListenError as exc:
@@ -133,7 +187,13 @@ def _serve_locked(config: Config) -> int:
             )
             return EX_CANTCREAT
         effective = config.model_copy(update={"tls": TlsSection(cert=cert, key=key)})
-        return _run(_main(effective, listeners))
+        pid_path = run_dir(config) / PID_FILE
+        if workers > 1:
+            return Supervisor(effective, listeners, workers).run()
+        try:
+            return _run(_main(effective, listeners, ready=lambda: _write_pid(pid_path)))
+        finally:
+            pid_path.unlink(missing_ok=True)
     finally:
         close_listeners(listeners)
 
@@ -149,7 +209,7 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
         return runner.run(main)
 
 
-async def _main(config: Config, listeners: list[Listener]) -> int:
+async def _main(config: Config, listeners: list[Listener], *, ready: Callable[[], None]) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -174,10 +234,9 @@ async def _main(config: Config, listeners: list[Listener]) -> int:
             log.critical("store: cannot open %s: %s", config.store.data_dir, exc.strerror or exc)
             return EX_UNAVAILABLE
         try:
-            code = await _serve_with(config, backend, listeners, stop)
+            code = await _serve_with(config, backend, listeners, stop, ready)
         finally:
             await backend.close()
-            (run_dir(config) / PID_FILE).unlink(missing_ok=True)
         log.info("stopped")
         return code
     finally:
@@ -186,9 +245,12 @@ async def _main(config: Config, listeners: list[Listener]) -> int:
 
 
 async def _serve_with(
-    config: Config, backend: Backend, listeners: list[Listener], stop: asyncio.Event
+    config: Config,
+    backend: Backend,
+    listeners: list[Listener],
+    stop: asyncio.Event,
+    ready: Callable[[], None],
 ) -> int:
-    pid_path = run_dir(config) / PID_FILE
     running: list[tuple[str, RunningService]] = []
     try:
         for name, own in _by_service(config, listeners):
@@ -209,7 +271,6 @@ async def _serve_with(
                     log.critical("%s: cannot start", name, exc_info=True)
                     return EX_SOFTWARE
                 log.info("%s: listening on %s", name, addresses)
-        _write_pid(pid_path)
         log.info(
             "msgstore %s serving %s (pid %d, %s)",
             __version__,
@@ -217,6 +278,7 @@ async def _serve_with(
             os.getpid(),
             type(asyncio.get_running_loop()).__module__.partition(".")[0],
         )
+        ready()
         await stop.wait()
     finally:
         for name, service in reversed(running):
@@ -255,3 +317,240 @@ def _read_pid(path: Path) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+# --- workers -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Worker:
+    number: int
+    pid: int = 0  # 0: not running
+    ready_fd: int = -1  # read end of its readiness pipe until it said "ready"
+    ready: bool = False
+    started: float = 0.0
+    quick_deaths: int = 0  # consecutive deaths after less than STABLE_S
+    restart_at: float | None = None
+
+
+class Supervisor:
+    """The first process of ``msgstore serve --workers N``: forks, watches and stops workers.
+
+    It never touches the store and starts no thread before forking (a forked child inherits
+    only the calling thread); it holds the lock of the data directory, the listening sockets
+    (so a restarted worker gets the same ones) and the pid file. Signals reach it through
+    ``signal.set_wakeup_fd``, readiness through one pipe per worker; in between it sleeps in
+    ``select``.
+    """
+
+    def __init__(self, config: Config, listeners: list[Listener], count: int) -> None:
+        self.config = config
+        self.listeners = listeners
+        self.workers = [_Worker(n) for n in range(1, count + 1)]
+        self._signals: list[int] = []
+        self._wake_r = -1
+        self._wake_w = -1
+        self._stopping = False
+        self._kill_at: float | None = None
+        self._announced = False
+        self._code = EX_OK
+
+    # parent side ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+        old = {signum: signal.signal(signum, self._on_signal) for signum in handled}
+        try:
+            for worker in self.workers:
+                self._spawn(worker)
+            self._loop()
+        finally:
+            for worker in self.workers:  # only after an unexpected error in the loop
+                if worker.pid:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(worker.pid, signal.SIGKILL)
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(worker.pid, 0)
+                    worker.pid = 0
+                self._close_ready(worker)
+            for signum, handler in old.items():
+                signal.signal(signum, handler)
+            signal.set_wakeup_fd(old_wakeup)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            (run_dir(self.config) / PID_FILE).unlink(missing_ok=True)
+        log.info("stopped")
+        return self._code
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals.append(signum)
+
+    def _loop(self) -> None:
+        while True:
+            self._handle_signals()
+            self._reap()
+            now = time.monotonic()
+            if self._stopping:
+                if not any(w.pid for w in self.workers):
+                    return
+                if self._kill_at is not None and now >= self._kill_at:
+                    for worker in self.workers:
+                        if worker.pid:
+                            log.warning("worker-%d did not stop; killing it", worker.number)
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(worker.pid, signal.SIGKILL)
+                    self._kill_at = None
+            else:
+                self._start_due(now)
+                if not self._announced and all(w.ready for w in self.workers):
+                    self._announced = True
+                    _write_pid(run_dir(self.config) / PID_FILE)
+                    log.info(
+                        "msgstore %s serving %s with %d workers (pid %d)",
+                        __version__,
+                        self.config.store.data_dir,
+                        len(self.workers),
+                        os.getpid(),
+                    )
+            self._wait(self._timeout(now))
+
+    def _timeout(self, now: float) -> float | None:
+        times = [w.restart_at for w in self.workers if w.restart_at is not None]
+        if self._kill_at is not None:
+            times.append(self._kill_at)
+        return max(0.0, min(times) - now) if times else None
+
+    def _wait(self, timeout: float | None) -> None:
+        fds = [self._wake_r] + [w.ready_fd for w in self.workers if w.ready_fd >= 0]
+        readable, _, _ = select.select(fds, [], [], timeout)
+        if self._wake_r in readable:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._wake_r, 512):
+                    pass
+        for worker in self.workers:
+            if worker.ready_fd >= 0 and worker.ready_fd in readable:
+                if os.read(worker.ready_fd, 16):
+                    worker.ready = True
+                self._close_ready(worker)  # "ready" or EOF (it died first: _reap says why)
+
+    def _handle_signals(self) -> None:
+        while self._signals:
+            signum = self._signals.pop(0)
+            if signum == signal.SIGCHLD:
+                continue
+            name = signal.Signals(signum).name
+            if self._stopping:
+                log.info("received %s again; still shutting down", name)
+            else:
+                log.info("received %s, shutting down", name)
+                self._stop()
+
+    def _stop(self) -> None:
+        self._stopping = True
+        self._kill_at = time.monotonic() + WORKER_STOP_S
+        for worker in self.workers:
+            worker.restart_at = None
+            if worker.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGTERM)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = next((w for w in self.workers if w.pid == pid), None)
+            if worker is None:
+                continue
+            self._close_ready(worker)
+            worker.pid = 0
+            code = os.waitstatus_to_exitcode(status)
+            how = f"exited with {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
+            if self._stopping:
+                if code != 0:
+                    log.warning("worker-%d (pid %d) %s", worker.number, pid, how)
+                continue
+            if not self._announced and not worker.ready:
+                # Failing before the server was ever ready: configuration, store or ports.
+                log.critical(
+                    "worker-%d (pid %d) %s while starting; stopping", worker.number, pid, how
+                )
+                self._code = code if code > 0 else EX_SOFTWARE
+                self._stop()
+                continue
+            lived = time.monotonic() - worker.started
+            worker.quick_deaths = worker.quick_deaths + 1 if lived < STABLE_S else 0
+            delay = min(RESTART_MAX_S, RESTART_FIRST_S * 2 ** max(0, worker.quick_deaths - 1))
+            worker.restart_at = time.monotonic() + delay
+            log.error(
+                "worker-%d (pid %d) %s; restarting it in %.1f s", worker.number, pid, how, delay
+            )
+
+    def _start_due(self, now: float) -> None:
+        for worker in self.workers:
+            if worker.restart_at is not None and now >= worker.restart_at and not worker.pid:
+                worker.restart_at = None
+                self._spawn(worker)
+
+    def _close_ready(self, worker: _Worker) -> None:
+        if worker.ready_fd >= 0:
+            os.close(worker.ready_fd)
+            worker.ready_fd = -1
+
+    def _spawn(self, worker: _Worker) -> None:
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            os.close(ready_r)
+            self._child(worker, ready_w, parent)
+        os.close(ready_w)
+        worker.pid, worker.ready_fd, worker.ready = pid, ready_r, False
+        worker.started = time.monotonic()
+        log.info("worker-%d started (pid %d)", worker.number, pid)
+
+    # child side -------------------------------------------------------------------------------
+
+    def _child(self, worker: _Worker, ready_w: int, parent: int) -> NoReturn:
+        code = EX_SOFTWARE
+        try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            for other in self.workers:
+                if other.ready_fd >= 0:
+                    os.close(other.ready_fd)
+            _die_with_parent(parent)
+            configure_logging(self.config.log, service="msgstore", ident=f"worker-{worker.number}")
+
+            def ready() -> None:
+                os.write(ready_w, b"R")
+                os.close(ready_w)
+
+            code = _run(_main(self.config, self.listeners, ready=ready))
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                log.critical("worker-%d failed", worker.number, exc_info=True)
+        finally:
+            with contextlib.suppress(BaseException):
+                logging.shutdown()
+            os._exit(code)
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM this process when the supervisor dies (Linux ``PR_SET_PDEATHSIG``), so a killed
+    supervisor does not leave workers serving without anyone to restart or stop them."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
