@@ -7,8 +7,10 @@ them one at a time with :meth:`ImapConnection.next_event`. Reading pauses while 
 :data:`MAX_PENDING_OCTETS` unframed octets, so a client that pipelines thousands of commands
 is throttled instead of buffered (RELIABILITY.md §7 case 13).
 
-Output is :meth:`write` plus :meth:`drain` (backpressure from the transport's high-water
-mark), and :meth:`sendfile` for message bodies on plain sockets.
+The transport plumbing (pausing and resuming reads, :meth:`write` plus :meth:`drain` with
+backpressure from the transport's high-water mark, the TLS upgrade, service shutdown) is
+:class:`~msgstore.net.stream.StreamConnection`'s; this class adds the framer, COMPRESS and
+:meth:`sendfile` for message bodies on plain sockets.
 
 STARTTLS (:meth:`start_tls`) requires that the framer holds no octets received after the
 STARTTLS line: the session checks :meth:`Framer.pending_bytes` and refuses before calling it.
@@ -30,13 +32,12 @@ import asyncio
 import collections
 import logging
 import os
-import ssl
 import zlib
 from collections.abc import Callable
 from typing import Final
 
 from msgstore.imap.framer import Event, Framer
-from msgstore.net.connection import ConnectionClosedError, ServiceClosingError
+from msgstore.net.stream import ConnectionClosedError, ServiceClosingError, StreamConnection
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,8 @@ MAX_PENDING_OCTETS: Final = 256 * 1024
 PROGRESS_OCTETS: Final = 64 * 1024
 
 
-class ImapConnection(asyncio.Protocol):
-    """See the module docstring."""
+class ImapConnection(StreamConnection):
+    """See the module docstring; transport, backpressure and TLS are ``net/stream.py``'s."""
 
     def __init__(
         self,
@@ -60,39 +61,19 @@ class ImapConnection(asyncio.Protocol):
         command_timeout: float | None = None,
         on_made: Callable[[ImapConnection], None] | None = None,
     ) -> None:
+        super().__init__(
+            implicit_tls=implicit_tls, tls_handshake_timeout=tls_handshake_timeout, on_made=on_made
+        )
         self.framer = framer
         self._command_timeout = command_timeout
         self._command_timer: asyncio.TimerHandle | None = None
         self._command_progress = 0
         self._reading = False
-        self._on_made = on_made
-        self._handshake_timeout = tls_handshake_timeout
-        self._transport: asyncio.Transport | None = None
-        self._tls = implicit_tls
         self._events: collections.deque[Event] = collections.deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._drain_waiter: asyncio.Future[None] | None = None
-        self._write_paused = False
-        self._read_paused = False
-        self._eof = False
-        self._lost = False
-        self._closing_service = False
         self._inflater: zlib._Decompress | None = None
         self._deflater: zlib._Compress | None = None
-        self.peer_host = ""
-        self.closed = asyncio.Event()
 
-    # --- asyncio.Protocol ---------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple) and len(peer) >= 2:
-            self.peer_host = str(peer[0])
-        if self._on_made is not None:
-            on_made, self._on_made = self._on_made, None
-            on_made(self)
+    # --- StreamConnection ---------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         if self._inflater is not None:
@@ -104,8 +85,39 @@ class ImapConnection(asyncio.Protocol):
                 return
         self._events.extend(self.framer.feed(data))
         self._watch_command(len(data))
-        self._maybe_pause()
-        self._wake()
+        self.maybe_pause_reading()
+        self.wake_reader()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_command_timer()
+        super().connection_lost(exc)
+
+    def pending_input(self) -> int:
+        """Octets the framer holds after the last complete command (STARTTLS check)."""
+        return self.framer.pending_bytes()
+
+    def _input_over_limit(self) -> bool:
+        return (
+            len(self._events) > MAX_QUEUED_EVENTS
+            or self.framer.pending_bytes() > MAX_PENDING_OCTETS
+        )
+
+    def _input_drained(self) -> bool:
+        return (
+            len(self._events) <= MAX_QUEUED_EVENTS // 2
+            and self.framer.pending_bytes() <= MAX_PENDING_OCTETS // 2
+            and not self.framer.paused
+        )
+
+    def _outgoing(self, data: bytes) -> bytes:
+        if self._deflater is not None:
+            return self._deflater.compress(data) + self._deflater.flush(zlib.Z_SYNC_FLUSH)
+        return data
+
+    def _tls_started(self) -> None:
+        self._events.extend(self.framer.resume())
+
+    # --- per-command deadline -----------------------------------------------------------------
 
     def _watch_command(self, received: int) -> None:
         """Start, restart or stop the per-command deadline (module docstring)."""
@@ -139,66 +151,13 @@ class ImapConnection(asyncio.Protocol):
         self.write(b"* BYE Command not completed in time\r\n")
         self.framer.close()
         self.close()
-        self._wake()
-
-    def eof_received(self) -> bool | None:
-        self._eof = True
-        self._wake()
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        self._stop_command_timer()
-        self._wake()
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
-        self.closed.set()
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    def _maybe_pause(self) -> None:
-        busy = (
-            len(self._events) > MAX_QUEUED_EVENTS
-            or self.framer.pending_bytes() > MAX_PENDING_OCTETS
-        )
-        if busy and not self._read_paused and self._transport is not None:
-            self._read_paused = True
-            self._transport.pause_reading()
-
-    def _maybe_resume(self) -> None:
-        if (
-            self._read_paused
-            and len(self._events) <= MAX_QUEUED_EVENTS // 2
-            and self.framer.pending_bytes() <= MAX_PENDING_OCTETS // 2
-            and self._transport is not None
-            and not self.framer.paused
-        ):
-            self._read_paused = False
-            self._transport.resume_reading()
+        self.wake_reader()
 
     # --- state --------------------------------------------------------------------------------
 
     @property
-    def tls_active(self) -> bool:
-        return self._tls
-
-    @property
     def compressed(self) -> bool:
         return self._deflater is not None
-
-    @property
-    def is_closing(self) -> bool:
-        return self._lost or self._transport is None or self._transport.is_closing()
 
     # --- input --------------------------------------------------------------------------------
 
@@ -222,19 +181,15 @@ class ImapConnection(asyncio.Protocol):
     async def _next_event(self, within: float | None) -> Event:
         async with asyncio.timeout(within):
             while True:
-                if self._closing_service:
+                if self.service_closing:
                     raise ServiceClosingError
                 if self._events:
                     event = self._events.popleft()
-                    self._maybe_resume()
+                    self.maybe_resume_reading()
                     return event
-                if self._eof or self._lost or self.framer.closed:
+                if self.at_end or self.framer.closed:
                     raise ConnectionClosedError
-                self._waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await self._waiter
-                finally:
-                    self._waiter = None
+                await self.wait_input()
 
     async def wait_readable(self) -> None:
         """Return when an event is queued, the connection ends or the service closes."""
@@ -245,36 +200,10 @@ class ImapConnection(asyncio.Protocol):
             self._reading = False
 
     async def _wait_readable(self) -> None:
-        while not (
-            self._events or self._eof or self._lost or self._closing_service or self.framer.closed
-        ):
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        while not (self._events or self.at_end or self.service_closing or self.framer.closed):
+            await self.wait_input()
 
     # --- output -------------------------------------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        if self._transport is None or self._lost or self._transport.is_closing():
-            return
-        if self._deflater is not None:
-            data = self._deflater.compress(data) + self._deflater.flush(zlib.Z_SYNC_FLUSH)
-        self._transport.write(data)
-
-    async def drain(self) -> None:
-        """Wait while the transport's buffer is above its high-water mark."""
-        if self._lost:
-            raise ConnectionClosedError
-        while self._write_paused and not self._lost:
-            self._drain_waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._drain_waiter
-            finally:
-                self._drain_waiter = None
-        if self._lost:
-            raise ConnectionClosedError
 
     @property
     def can_sendfile(self) -> bool:
@@ -296,39 +225,12 @@ class ImapConnection(asyncio.Protocol):
                     raise ConnectionClosedError from exc
                 raise
 
-    # --- TLS and compression ------------------------------------------------------------------
-
-    async def start_tls(self, context: ssl.SSLContext) -> None:
-        """Upgrade to TLS; the caller has checked that no plaintext is pending."""
-        if self._transport is None or self._lost:
-            raise ConnectionClosedError
-        if self.framer.pending_bytes():
-            raise RuntimeError("start_tls with unread plaintext: refuse it in the session")
-        loop = asyncio.get_running_loop()
-        try:
-            transport = await loop.start_tls(
-                self._transport,
-                self,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=self._handshake_timeout,
-            )
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-            log.info("TLS handshake failed: %s", exc)
-            self.abort()
-            raise ConnectionClosedError from None
-        if transport is None:
-            raise ConnectionClosedError
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        self._tls = True
-        self._read_paused = False
-        self._events.extend(self.framer.resume())
+    # --- barriers and compression -------------------------------------------------------------
 
     def resume_framing(self) -> None:
         """Continue framing after a refused barrier command (STARTTLS, COMPRESS)."""
         self._events.extend(self.framer.resume())
-        self._maybe_resume()
+        self.maybe_resume_reading()
 
     def start_compression(self) -> None:
         """COMPRESS=DEFLATE (RFC 4978): raw deflate both ways from now on; octets the client
@@ -338,18 +240,4 @@ class ImapConnection(asyncio.Protocol):
         pending = self.framer.take_pending()
         if pending:
             self.data_received(pending)
-        self._maybe_resume()
-
-    # --- closing ------------------------------------------------------------------------------
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-    def abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
-
-    def notify_closing(self) -> None:
-        self._closing_service = True
-        self._wake()
+        self.maybe_resume_reading()

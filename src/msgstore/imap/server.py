@@ -8,12 +8,8 @@ every session and waits a short grace period before cutting the rest off.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import ssl
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Callable, Sequence
 
 from msgstore.auth.sasl import Authenticator
 from msgstore.auth.throttle import ThrottlePolicy, process_throttle
@@ -22,13 +18,9 @@ from msgstore.imap.connection import ImapConnection
 from msgstore.imap.framer import Framer, FramerLimits
 from msgstore.imap.session import ImapContext, Session, SessionLimits
 from msgstore.net.listener import Listener
+from msgstore.net.stream import StreamService
 from msgstore.net.tls import server_context
 from msgstore.storage.base import Backend
-
-log = logging.getLogger(__name__)
-
-#: Seconds sessions get to say goodbye when the server stops.
-CLOSE_GRACE_S: Final = 5.0
 
 
 def framer_limits(config: Config) -> FramerLimits:
@@ -49,82 +41,27 @@ def framer_limits(config: Config) -> FramerLimits:
     )
 
 
-class ImapService:
-    """The running IMAP service: its listeners and sessions."""
+class ImapService(StreamService[ImapConnection]):
+    """The running IMAP service: its listeners and sessions. :meth:`close` gives sessions
+    ``* BYE Server shutting down``, then closes the authenticator."""
 
     def __init__(self, ctx: ImapContext) -> None:
+        super().__init__("imap", on_close=ctx.auth.close)
         self.ctx = ctx
-        self._servers: list[asyncio.Server] = []
-        self._sessions: dict[ImapConnection, asyncio.Task[None]] = {}
 
-    @property
-    def session_count(self) -> int:
-        return len(self._sessions)
-
-    def _accept(self, implicit: bool) -> ImapConnection:
-        config = self.ctx.config
-
-        def made(conn: ImapConnection) -> None:
-            task = asyncio.get_running_loop().create_task(self._run(conn))
-            self._sessions[conn] = task
-
-        framer = Framer(framer_limits(config))
+    def _connection(
+        self, implicit_tls: bool, on_made: Callable[[ImapConnection], None]
+    ) -> ImapConnection:
         return ImapConnection(
-            framer,
-            implicit_tls=implicit,
+            Framer(framer_limits(self.ctx.config)),
+            implicit_tls=implicit_tls,
             tls_handshake_timeout=self.ctx.limits.tls_handshake_timeout,
             command_timeout=self.ctx.limits.command_timeout,
-            on_made=made,
+            on_made=on_made,
         )
 
-    async def _run(self, conn: ImapConnection) -> None:
-        try:
-            await Session(self.ctx, conn).run()
-        except Exception:
-            log.error("imap: session failed", exc_info=True)
-        finally:
-            conn.close()
-            self._sessions.pop(conn, None)
-
-    async def listen(self, listeners: Sequence[Listener]) -> None:
-        loop = asyncio.get_running_loop()
-        for listener in listeners:
-            implicit = listener.implicit_tls
-            if implicit and self.ctx.tls is None:
-                raise ValueError(f"{listener.key}: implicit TLS needs a certificate")
-
-            def factory(implicit: bool = implicit) -> ImapConnection:
-                return self._accept(implicit)
-
-            server = await loop.create_server(
-                factory,
-                sock=listener.sock,
-                ssl=self.ctx.tls if implicit else None,
-                ssl_handshake_timeout=self.ctx.limits.tls_handshake_timeout if implicit else None,
-            )
-            self._servers.append(server)
-
-    async def close(self) -> None:
-        """Stop accepting; sessions get ``* BYE Server shutting down``."""
-        for server in self._servers:
-            server.close()
-        for conn in list(self._sessions):
-            conn.notify_closing()
-        tasks = list(self._sessions.values())
-        if tasks:
-            _, still = await asyncio.wait(tasks, timeout=CLOSE_GRACE_S)
-            for conn, task in list(self._sessions.items()):
-                if task in still:
-                    conn.abort()
-                    task.cancel()
-            for task in still:
-                with contextlib.suppress(BaseException):
-                    await task
-        for server in self._servers:
-            with contextlib.suppress(Exception):
-                await server.wait_closed()
-        self._servers.clear()
-        self.ctx.auth.close()
+    async def _serve(self, conn: ImapConnection) -> None:
+        await Session(self.ctx, conn).run()
 
 
 async def start(config: Config, backend: Backend, listeners: Sequence[Listener]) -> ImapService:
@@ -136,7 +73,9 @@ async def start(config: Config, backend: Backend, listeners: Sequence[Listener])
         ImapContext(config, backend, auth, tls, SessionLimits.from_config(config))
     )
     try:
-        await service.listen(listeners)
+        await service.listen(
+            listeners, tls=tls, tls_handshake_timeout=service.ctx.limits.tls_handshake_timeout
+        )
     except BaseException:
         await service.close()
         raise

@@ -4,7 +4,6 @@ protocol.py    verbs, states, command and ESMTP parameter syntax (pure)
 envelope.py    the transaction's envelope and the trace fields prepended to the message
 data.py        DATA decoding (dot-unstuffing, CRLF.CRLF only) and BDAT, streamed
 errors.py      the error family -> reply code + enhanced status code table
-connection.py  raw reads for message data on top of net/connection.py
 session.py     the command loop, RCPT-time validation, per-recipient replies
 service.py     start_lmtp / start_smtp for msgstore serve
 """

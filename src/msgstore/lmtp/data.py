@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from msgstore.core.errors import ErrorKind, StoreError
-from msgstore.lmtp.connection import ChannelConnection
+from msgstore.net.connection import Connection
 
 _CR: Final = 0x0D
 _LF: Final = 0x0A
@@ -144,7 +144,7 @@ class DataSource:
     go back to the connection.
     """
 
-    def __init__(self, conn: ChannelConnection, deadline: float) -> None:
+    def __init__(self, conn: Connection, deadline: float) -> None:
         self.conn = conn
         self.decoder = DotDecoder()
         self.deadline = deadline
@@ -198,7 +198,7 @@ class BdatSource:
 
     def __init__(
         self,
-        conn: ChannelConnection,
+        conn: Connection,
         size: int,
         last: bool,
         *,

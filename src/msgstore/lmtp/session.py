@@ -37,7 +37,6 @@ from msgstore.core.address import parse_address, parse_reverse_path
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.delivery.pipeline import Accepted, DeliveryPipeline, Outcome, Rejected, Target
 from msgstore.lmtp import errors as e
-from msgstore.lmtp.connection import ChannelConnection
 from msgstore.lmtp.data import Abort, BdatSource, DataSource
 from msgstore.lmtp.envelope import Envelope, Peer, trace_fields
 from msgstore.lmtp.protocol import (
@@ -53,7 +52,7 @@ from msgstore.lmtp.protocol import (
     parse_mail,
     parse_rcpt,
 )
-from msgstore.net.connection import ConnectionClosedError, ServiceClosingError
+from msgstore.net.connection import Connection, ConnectionClosedError, ServiceClosingError
 from msgstore.net.linereader import TOO_LONG
 from msgstore.net.logs import log_context
 
@@ -85,7 +84,7 @@ class _Close(Exception):  # noqa: N818 -- control flow
 @dataclass(slots=True, eq=False)
 class Session:
     ctx: ChannelContext
-    conn: ChannelConnection
+    conn: Connection
     state: State = State.START
     helo: str = ""
     extended: bool = False

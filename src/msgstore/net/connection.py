@@ -1,12 +1,11 @@
 """One client connection of a line protocol, and the service that accepts them.
 
-POP3 and poppassd (and LMTP/SMTP later) are written against :class:`Connection`: an
-``asyncio.Protocol`` with our own input buffer (:class:`~msgstore.net.linereader.LineReader`),
-because the STLS rule needs to see exactly what was received and not yet consumed
-(ECOSYSTEM.md §1, §13). A session is one coroutine ``handler(conn)`` that reads lines and
-writes replies::
+POP3, poppassd, LMTP and SMTP are written against :class:`Connection`: a
+:class:`~msgstore.net.stream.StreamConnection` (transport, backpressure, TLS upgrade, service
+shutdown) whose input buffer is a :class:`~msgstore.net.linereader.LineReader`. A session is
+one coroutine ``handler(conn)`` that reads lines and writes replies::
 
-    service = await LineService.start(listeners, handler, tls=context, limits=...)
+    service = await LineService.start(name, listeners, handler, tls=context, limits=...)
     ...
     await service.close()          # stop accepting; sessions see ServiceClosingError; then abort
 
@@ -17,44 +16,37 @@ Input:
   complete line arrived within the deadline (the deadline covers the whole line, so a client
   dripping one octet every few seconds is closed too: RELIABILITY.md §7 case 19), and
   :class:`ServiceClosingError` when the server shuts down.
+- :meth:`Connection.read_chunk` returns raw received octets instead (LMTP/SMTP message data,
+  where the DATA decoder must see every CR and LF exactly as sent: the line reader would fold
+  a bare LF into a line end, which is what SMTP smuggling exploits), and
+  :meth:`Connection.unread` gives back octets read past the end of a message, to be framed as
+  the next command lines.
 - At most ``max_buffered_octets`` of received data is held; beyond it the transport stops
   reading until the session consumes lines (a pipelining client is throttled, not buffered).
 
-Output: :meth:`Connection.write` queues bytes; :meth:`Connection.drain` waits while the
-transport's buffer is above its high-water mark, so a client that does not read cannot make
-the server hold a whole mailbox in memory.
+Output: :meth:`Connection.write` and :meth:`Connection.drain` (see ``net/stream.py``).
 
 TLS: :meth:`Connection.start_tls` upgrades in place (STLS/STARTTLS). The caller must first check
 :meth:`Connection.pending_input` and refuse when the client pipelined anything behind the
-command: between that check and the switch to the TLS protocol nothing can be received, and
-anything received after the switch is fed to the TLS layer, never to the session.
+command.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from msgstore.net.linereader import LineEvent, LineReader
 from msgstore.net.listener import Listener
+from msgstore.net.stream import ConnectionClosedError as ConnectionClosedError
+from msgstore.net.stream import ServiceClosingError as ServiceClosingError
+from msgstore.net.stream import StreamConnection, StreamService
 
-log = logging.getLogger(__name__)
-
-#: How long :meth:`LineService.close` lets sessions say goodbye before cutting them off.
-CLOSE_GRACE_S: Final = 5.0
-
-
-class ConnectionClosedError(Exception):
-    """The peer closed the connection or it broke."""
-
-
-class ServiceClosingError(Exception):
-    """The server is shutting down; the session should say goodbye and return."""
+#: Most octets one :meth:`Connection.read_chunk` returns.
+CHUNK_OCTETS: Final = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +65,12 @@ class ConnectionLimits:
     tls_handshake_timeout: float = 30.0
 
 
-class Connection(asyncio.Protocol):
-    """A client connection: lines in, bytes out, TLS upgrade. See the module docstring."""
+_T = TypeVar("_T")
+
+
+class Connection(StreamConnection):
+    """A client connection: lines (or raw chunks) in, bytes out, TLS upgrade. See the module
+    docstring."""
 
     def __init__(
         self,
@@ -83,96 +79,30 @@ class Connection(asyncio.Protocol):
         implicit_tls: bool,
         on_made: Callable[[Connection], None] | None = None,
     ) -> None:
+        super().__init__(
+            implicit_tls=implicit_tls,
+            tls_handshake_timeout=limits.tls_handshake_timeout,
+            on_made=on_made,
+        )
         self._limits = limits
-        self._on_made = on_made
         self._reader = LineReader(limits.max_line_octets)
-        self._transport: asyncio.Transport | None = None
-        self._tls = implicit_tls
-        self._peer_host = ""
-        self._peer_port = 0
-        self._local_port = 0
-        self._data_waiter: asyncio.Future[None] | None = None
-        self._drain_waiter: asyncio.Future[None] | None = None
-        self._write_paused = False
-        self._read_paused = False
-        self._eof = False
-        self._lost = False
-        self._closing_service = False
-        self.closed = asyncio.Event()
 
-    # --- asyncio.Protocol ---------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple) and len(peer) >= 2:
-            self._peer_host, self._peer_port = str(peer[0]), int(peer[1])
-        local = transport.get_extra_info("sockname")
-        if isinstance(local, tuple) and len(local) >= 2:
-            self._local_port = int(local[1])
-        # For implicit TLS this runs after the handshake: no session for a failed one.
-        if self._on_made is not None:
-            self._on_made(self)
+    # --- StreamConnection ---------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
-        if (
-            not self._read_paused
-            and self._reader.pending() > self._limits.max_buffered_octets
-            and self._transport is not None
-        ):
-            self._read_paused = True
-            self._transport.pause_reading()
-        self._wake_reader()
+        self.maybe_pause_reading()
+        self.wake_reader()
 
-    def eof_received(self) -> bool | None:
-        self._eof = True
-        self._wake_reader()
-        return None  # close the transport
+    def pending_input(self) -> int:
+        """Octets received after the last line handed out (plaintext-injection check)."""
+        return self._reader.pending()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        self._wake_reader()
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
-        self.closed.set()
+    def _input_over_limit(self) -> bool:
+        return self._reader.pending() > self._limits.max_buffered_octets
 
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
-
-    def _wake_reader(self) -> None:
-        if self._data_waiter is not None and not self._data_waiter.done():
-            self._data_waiter.set_result(None)
-
-    # --- properties ---------------------------------------------------------------------------
-
-    @property
-    def peer_host(self) -> str:
-        """The client's address as ``getpeername()`` reports it ("" if unknown)."""
-        return self._peer_host
-
-    @property
-    def peer_port(self) -> int:
-        return self._peer_port
-
-    @property
-    def local_port(self) -> int:
-        return self._local_port
-
-    @property
-    def tls_active(self) -> bool:
-        """True after an implicit-TLS handshake or a completed STLS/STARTTLS."""
-        return self._tls
-
-    @property
-    def is_closing(self) -> bool:
-        return self._lost or self._transport is None or self._transport.is_closing()
+    def _input_drained(self) -> bool:
+        return self._reader.pending() <= self._limits.max_buffered_octets // 2
 
     # --- input --------------------------------------------------------------------------------
 
@@ -182,32 +112,51 @@ class Connection(asyncio.Protocol):
         See the module docstring for what it raises.
         """
         try:
-            async with asyncio.timeout(within):
-                while True:
-                    if self._closing_service:
-                        raise ServiceClosingError
-                    line = self._reader.next_line()
-                    if line is not None:
-                        self._maybe_resume_reading()
-                        return line
-                    if self._eof or self._lost:
-                        raise ConnectionClosedError
-                    self._data_waiter = asyncio.get_running_loop().create_future()
-                    try:
-                        await self._data_waiter
-                    finally:
-                        self._data_waiter = None
+            return await self._read(within, self._reader.next_line)
         except TimeoutError:
             raise TimeoutError(f"no complete line within {within:g}s") from None
 
-    def _maybe_resume_reading(self) -> None:
-        if (
-            self._read_paused
-            and self._reader.pending() <= self._limits.max_buffered_octets // 2
-            and self._transport is not None
-        ):
-            self._read_paused = False
-            self._transport.resume_reading()
+    async def read_chunk(self, within: float, limit: int = CHUNK_OCTETS) -> bytes:
+        """Between 1 and ``limit`` received octets, within ``within`` seconds.
+
+        Raises ConnectionClosedError, TimeoutError, ServiceClosingError like ``read_line``.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+
+        def take() -> bytes | None:
+            if not self._reader.pending():
+                return None
+            data = self._reader.take_pending()
+            if len(data) > limit:
+                self._reader.feed(data[limit:])
+                data = data[:limit]
+            return data
+
+        try:
+            return await self._read(within, take)
+        except TimeoutError:
+            raise TimeoutError(f"no data within {within:g}s") from None
+
+    def unread(self, data: bytes) -> None:
+        """Give back octets read past the end of a message: they are read again first."""
+        if data:
+            later = self._reader.take_pending()
+            self._reader.feed(data + later)
+
+    async def _read(self, within: float, take: Callable[[], _T | None]) -> _T:
+        """The first non-None ``take()``, waiting for input in between."""
+        async with asyncio.timeout(within):
+            while True:
+                if self.service_closing:
+                    raise ServiceClosingError
+                item = take()
+                if item is not None:
+                    self.maybe_resume_reading()
+                    return item
+                if self.at_end:
+                    raise ConnectionClosedError
+                await self.wait_input()
 
     @property
     def max_line_octets(self) -> int:
@@ -218,93 +167,24 @@ class Connection(asyncio.Protocol):
         """Change the line limit for the lines to come (SASL responses may be longer)."""
         self._reader.max_line_octets = value
 
-    def pending_input(self) -> int:
-        """Octets received after the last line handed out (plaintext-injection check)."""
-        return self._reader.pending()
-
-    # --- output -------------------------------------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        """Queue octets for the client (dropped silently once the connection is gone)."""
-        if self._transport is not None and not self._lost and not self._transport.is_closing():
-            self._transport.write(data)
-
-    async def drain(self) -> None:
-        """Wait until the transport's write buffer is below its high-water mark.
-
-        Raises:
-            ConnectionClosedError: the connection is gone.
-        """
-        if self._lost:
-            raise ConnectionClosedError
-        while self._write_paused and not self._lost:
-            self._drain_waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._drain_waiter
-            finally:
-                self._drain_waiter = None
-        if self._lost:
-            raise ConnectionClosedError
-
-    # --- TLS ----------------------------------------------------------------------------------
-
-    async def start_tls(self, context: ssl.SSLContext) -> None:
-        """Upgrade to TLS as the server side. The caller has checked :meth:`pending_input`.
-
-        Raises:
-            ConnectionClosedError: the handshake failed or timed out (the connection is closed).
-        """
-        if self._transport is None or self._lost:
-            raise ConnectionClosedError
-        if self._reader.pending():
-            raise RuntimeError("start_tls with unread plaintext: refuse it in the session")
-        loop = asyncio.get_running_loop()
-        try:
-            transport = await loop.start_tls(
-                self._transport,
-                self,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=self._limits.tls_handshake_timeout,
-            )
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-            log.info("TLS handshake failed: %s", exc)
-            self.abort()
-            raise ConnectionClosedError from None
-        if transport is None:
-            raise ConnectionClosedError
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        self._tls = True
-
-    # --- closing ------------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close after the queued output is sent."""
-        if self._transport is not None:
-            self._transport.close()
-
-    def abort(self) -> None:
-        """Close now, dropping queued output."""
-        if self._transport is not None:
-            self._transport.abort()
-
-    def notify_closing(self) -> None:
-        """Called by :meth:`LineService.close`: reads now raise ServiceClosingError."""
-        self._closing_service = True
-        self._wake_reader()
-
 
 Handler = Callable[[Connection], Awaitable[None]]
 
 
-class LineService:
-    """Accept connections on some listeners and run one handler task per connection."""
+class LineService(StreamService[Connection]):
+    """Accept connections on some listeners and run ``handler`` once per connection."""
 
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._servers: list[asyncio.Server] = []
-        self._sessions: dict[Connection, asyncio.Task[None]] = {}
+    def __init__(
+        self,
+        name: str,
+        handler: Handler,
+        limits: ConnectionLimits,
+        *,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(name, on_close=on_close)
+        self._handler = handler
+        self._limits = limits
 
     @classmethod
     async def start(
@@ -315,71 +195,24 @@ class LineService:
         *,
         limits: ConnectionLimits,
         tls: ssl.SSLContext | None,
+        on_close: Callable[[], None] | None = None,
     ) -> LineService:
-        """Start accepting on every listener (``implicit_tls`` ones need ``tls``)."""
-        service = cls(name)
-        loop = asyncio.get_running_loop()
+        """Start accepting on every listener (``implicit_tls`` ones need ``tls``).
+
+        ``on_close`` runs when the service has closed, also when starting fails.
+        """
+        service = cls(name, handler, limits, on_close=on_close)
         try:
-            for listener in listeners:
-                implicit = listener.implicit_tls
-                if implicit and tls is None:
-                    raise ValueError(f"{listener.key}: implicit TLS needs a TLS context")
-
-                def factory(implicit: bool = implicit) -> Connection:
-                    return service._accept(handler, limits, implicit)
-
-                server = await loop.create_server(
-                    factory,
-                    sock=listener.sock,
-                    ssl=tls if implicit else None,
-                    ssl_handshake_timeout=limits.tls_handshake_timeout if implicit else None,
-                )
-                service._servers.append(server)
+            await service.listen(
+                listeners, tls=tls, tls_handshake_timeout=limits.tls_handshake_timeout
+            )
         except BaseException:
             await service.close()
             raise
         return service
 
-    def _accept(self, handler: Handler, limits: ConnectionLimits, implicit: bool) -> Connection:
-        def made(conn: Connection) -> None:
-            task = asyncio.get_running_loop().create_task(self._run(conn, handler))
-            self._sessions[conn] = task
+    def _connection(self, implicit_tls: bool, on_made: Callable[[Connection], None]) -> Connection:
+        return Connection(self._limits, implicit_tls=implicit_tls, on_made=on_made)
 
-        return Connection(limits, implicit_tls=implicit, on_made=made)
-
-    async def _run(self, conn: Connection, handler: Handler) -> None:
-        try:
-            await handler(conn)
-        except (ConnectionClosedError, ServiceClosingError):
-            pass
-        except Exception:
-            log.error("%s: session failed", self._name, exc_info=True)
-        finally:
-            conn.close()
-            self._sessions.pop(conn, None)
-
-    @property
-    def session_count(self) -> int:
-        return len(self._sessions)
-
-    async def close(self) -> None:
-        """Stop accepting, ask every session to finish, abort those still running after
-        :data:`CLOSE_GRACE_S`."""
-        for server in self._servers:
-            server.close()
-        for conn in list(self._sessions):
-            conn.notify_closing()
-        tasks = list(self._sessions.values())
-        if tasks:
-            _, still = await asyncio.wait(tasks, timeout=CLOSE_GRACE_S)
-            for conn, task in list(self._sessions.items()):
-                if task in still:
-                    conn.abort()
-                    task.cancel()
-            for task in still:
-                with contextlib.suppress(BaseException):
-                    await task
-        for server in self._servers:
-            with contextlib.suppress(Exception):
-                await server.wait_closed()
-        self._servers.clear()
+    async def _serve(self, conn: Connection) -> None:
+        await self._handler(conn)

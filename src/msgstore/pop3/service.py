@@ -1,4 +1,9 @@
-"""``start(config, backend, listeners)``: the POP3 entry of ``msgstore serve``'s SERVICES."""
+"""``start(config, backend, listeners)``: the POP3 entry of ``msgstore serve``'s SERVICES.
+
+The running service is a :class:`~msgstore.net.connection.LineService`: closing it stops
+accepting, open sessions get ``-ERR [SYS/TEMP] Server shutting down`` and delete nothing, and
+then the authenticator is closed.
+"""
 
 from __future__ import annotations
 
@@ -17,25 +22,7 @@ from msgstore.storage.base import Backend
 LOCK_DIR = ("run", "pop3-locks")
 
 
-class Pop3Service:
-    """The running POP3 service: its listeners and sessions."""
-
-    def __init__(self, lines: LineService, auth: Authenticator) -> None:
-        self._lines = lines
-        self._auth = auth
-
-    @property
-    def session_count(self) -> int:
-        return self._lines.session_count
-
-    async def close(self) -> None:
-        """Stop accepting; open sessions get ``-ERR [SYS/TEMP] Server shutting down`` and
-        delete nothing."""
-        await self._lines.close()
-        self._auth.close()
-
-
-async def start(config: Config, backend: Backend, listeners: Sequence[Listener]) -> Pop3Service:
+async def start(config: Config, backend: Backend, listeners: Sequence[Listener]) -> LineService:
     tls = None
     if config.tls.cert is not None and config.tls.key is not None:
         tls = server_context(config.tls.cert, config.tls.key, alpn=["pop3"])
@@ -55,9 +42,6 @@ async def start(config: Config, backend: Backend, listeners: Sequence[Listener])
         max_line_octets=config.pop3.max_line,
         tls_handshake_timeout=float(max(config.pop3.auth_timeout, 1)),
     )
-    try:
-        lines = await LineService.start("pop3", listeners, handle, limits=limits, tls=tls)
-    except BaseException:
-        auth.close()
-        raise
-    return Pop3Service(lines, auth)
+    return await LineService.start(
+        "pop3", listeners, handle, limits=limits, tls=tls, on_close=auth.close
+    )

@@ -17,28 +17,13 @@ from msgstore.poppassd.session import MAX_LINE_OCTETS, PoppassdSession
 from msgstore.storage.base import Backend
 
 
-class PoppassdService:
-    def __init__(self, lines: LineService, auth: Authenticator) -> None:
-        self._lines = lines
-        self._auth = auth
-
-    async def close(self) -> None:
-        await self._lines.close()
-        self._auth.close()
-
-
-async def start(
-    config: Config, backend: Backend, listeners: Sequence[Listener]
-) -> PoppassdService:
+async def start(config: Config, backend: Backend, listeners: Sequence[Listener]) -> LineService:
     auth = Authenticator(backend, process_throttle(ThrottlePolicy.from_config(config)))
 
     async def handle(conn: Connection) -> None:
         await PoppassdSession(config, backend, auth, conn).run()
 
     limits = ConnectionLimits(max_line_octets=MAX_LINE_OCTETS)
-    try:
-        lines = await LineService.start("poppassd", listeners, handle, limits=limits, tls=None)
-    except BaseException:
-        auth.close()
-        raise
-    return PoppassdService(lines, auth)
+    return await LineService.start(
+        "poppassd", listeners, handle, limits=limits, tls=None, on_close=auth.close
+    )
