@@ -7,17 +7,32 @@ sizes from the index row, ENVELOPE/BODY/BODYSTRUCTURE as stored bytes, and every
 (``sendfile`` on plain sockets); HEADER.FIELDS reads only the header block, and BINARY decodes
 only the one part it names.
 
-Messages go out in batches of :data:`BATCH`: one ``fetch_meta`` query per batch and the
-writer's buffer flushed as it fills, so ``FETCH 1:* BODY[]`` on a big mailbox never holds
-more than one batch of metadata and one buffer of output.
+Two paths, one output (``tests/imap_server/test_fetch_paths.py`` checks it byte for byte):
+
+- **Metadata only** (every item one of :data:`META_ATTRS`: FLAGS, UID, MODSEQ, INTERNALDATE,
+  RFC822.SIZE and the stored ENVELOPE/BODY/BODYSTRUCTURE -- how clients resync flags): one
+  ``fetch_meta`` per :data:`META_CHUNK` messages, the next chunk's query already running on
+  the index thread while this one is formatted; each chunk's responses are built with bytes
+  joins, written as one piece and followed by ``drain()`` (a client that does not read stops
+  the server), with no await per message.
+- **Everything else**: messages in batches of :data:`BATCH` (one ``fetch_meta`` each) and
+  written item by item. The implicit ``\\Seen`` of BODY[]/BINARY[]/RFC822[.TEXT] is one
+  ``store_flags`` for the whole set, committed before the first response: RFC 9051 §6.4.5
+  says the changed flags SHOULD be part of the FETCH responses, so each newly seen message's
+  response carries FLAGS even if not asked for, and the store must be done to know which
+  changed. Bodies are opened :data:`OPEN_AHEAD` at a time, concurrently, so their trips to the
+  index thread overlap. ``FETCH 1:* BODY[]`` on a big mailbox never holds more than one batch
+  of metadata, a few open files and one buffer of output.
 """
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import contextlib
 import datetime as dt
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Final
 
 from msgstore.core.errors import ErrorKind, StoreError
@@ -50,8 +65,25 @@ from msgstore.storage.base import BodyReader, MessageMeta, Want
 if TYPE_CHECKING:
     from msgstore.imap.session import Session
 
-#: Messages per metadata query.
+#: Messages per metadata query on the per-message path.
 BATCH: Final = 256
+#: Messages per metadata query (and per write + drain) on the metadata-only path.
+META_CHUNK: Final = 5000
+#: Bodies opened concurrently on the per-message path.
+OPEN_AHEAD: Final = 8
+#: Items answered from the index row alone (the metadata-only path).
+META_ATTRS: Final = frozenset(
+    {
+        FetchAttr.UID,
+        FetchAttr.FLAGS,
+        FetchAttr.MODSEQ,
+        FetchAttr.INTERNALDATE,
+        FetchAttr.RFC822_SIZE,
+        FetchAttr.ENVELOPE,
+        FetchAttr.BODY,
+        FetchAttr.BODYSTRUCTURE,
+    }
+)
 _MONTHS: Final = (
     "Jan",
     "Feb",
@@ -332,63 +364,193 @@ async def fetch(s: Session, cmd: Command) -> StatusResponse:
         gone = [u for u in changes.expunged if any(lo <= u <= hi for lo, hi in wanted)]
         if gone:
             s.out.send(Vanished(ranges_of(gone), earlier=True))
+    done = StatusResponse(Status.OK, f"{cmd.name.decode()} completed")
+    if all(isinstance(item, FetchAttr) and item in META_ATTRS for item in items):
+        await _fetch_meta_only(s, pairs, items, args.changed_since)
+        return done
     want = _want(items)
-    mark_seen = _sets_seen(items) and not sel.readonly
+    newly_seen: set[int] = set()
+    if _sets_seen(items) and not sel.readonly and pairs:
+        result = await s.access.store_flags(
+            opened, sel.uid_set(pairs), FlagOp.ADD, frozenset({SEEN})
+        )
+        for upd in result.updated:
+            sel.reported[upd.uid] = upd.modseq
+            newly_seen.add(upd.uid)
     needs_body = _needs_body(items)
+    with_flags = [*items, FetchAttr.FLAGS]
     for start in range(0, len(pairs), BATCH):
         batch = pairs[start : start + BATCH]
-        uids = sel.uid_set(batch)
-        newly_seen: set[int] = set()
-        if mark_seen:
-            result = await s.access.store_flags(opened, uids, FlagOp.ADD, frozenset({SEEN}))
-            for upd in result.updated:
-                sel.reported[upd.uid] = upd.modseq
-                newly_seen.add(upd.uid)
-        metas = await backend.fetch_meta(opened.owner, opened.id, uids, want)
+        metas = await backend.fetch_meta(opened.owner, opened.id, sel.uid_set(batch), want)
+        todo: list[tuple[int, MessageMeta]] = []
         for meta in metas:
             if args.changed_since is not None and meta.modseq <= args.changed_since:
                 continue
-            seq = sel.seq_for(meta.uid)
-            if seq is None:
-                continue
-            these = items
-            if meta.uid in newly_seen and FetchAttr.FLAGS not in items:
-                these = [*items, FetchAttr.FLAGS]
-            try:
-                await _write_message(s, seq, meta, these, needs_body)
-            except _UnknownCteError:
-                return StatusResponse(
-                    Status.NO,
-                    "Unknown content-transfer-encoding",
-                    ResponseCode(Code.UNKNOWN_CTE),
-                )
-    return StatusResponse(Status.OK, f"{cmd.name.decode()} completed")
+            number = sel.seq_for(meta.uid)
+            if number is not None:
+                todo.append((number, meta))
+        for first in range(0, len(todo), OPEN_AHEAD):
+            group = todo[first : first + OPEN_AHEAD]
+            async with contextlib.AsyncExitStack() as stack:
+                bodies: dict[int, BodyReader | None] = {}
+                if needs_body:
+                    bodies = await _open_bodies(s, stack, [meta.uid for _, meta in group])
+                for seq, meta in group:
+                    body = bodies.get(meta.uid)
+                    if needs_body and body is None:
+                        continue  # expunged since
+                    these = items
+                    if meta.uid in newly_seen and FetchAttr.FLAGS not in items:
+                        these = with_flags
+                    try:
+                        s.out.write(b"* %d FETCH (" % seq)
+                        await _write_items(_Message(s, meta, body), these)
+                    except _UnknownCteError:
+                        return StatusResponse(
+                            Status.NO,
+                            "Unknown content-transfer-encoding",
+                            ResponseCode(Code.UNKNOWN_CTE),
+                        )
+    return done
 
 
-async def _write_message(
-    s: Session, seq: int, meta: MessageMeta, items: Sequence[FetchItem], needs_body: bool
-) -> None:
+async def _open_bodies(
+    s: Session, stack: contextlib.AsyncExitStack, uids: Sequence[int]
+) -> dict[int, BodyReader | None]:
+    """Open the bodies of ``uids`` concurrently, each closed by ``stack``; None for a
+    message expunged meanwhile. Any other store error is raised once all have settled."""
     sel = s.selected
     assert sel is not None
-    async with contextlib.AsyncExitStack() as stack:
-        body: BodyReader | None = None
-        if needs_body:
-            try:
-                body = await stack.enter_async_context(
-                    s.ctx.backend.open_body(sel.opened.owner, sel.opened.id, Uid(meta.uid))
+    owner, mailbox = sel.opened.owner, sel.opened.id
+    backend = s.ctx.backend
+
+    async def one(uid: int) -> BodyReader:
+        return await stack.enter_async_context(backend.open_body(owner, mailbox, Uid(uid)))
+
+    results = await asyncio.gather(*(one(uid) for uid in uids), return_exceptions=True)
+    out: dict[int, BodyReader | None] = {}
+    for uid, res in zip(uids, results, strict=True):
+        if isinstance(res, BaseException):
+            if isinstance(res, StoreError) and res.kind in (
+                ErrorKind.EXPUNGED,
+                ErrorKind.NOT_FOUND,
+            ):
+                out[uid] = None
+                continue
+            raise res
+        out[uid] = res
+    return out
+
+
+async def _write_items(msg: _Message, items: Sequence[FetchItem]) -> None:
+    out = msg.s.out
+    for n, item in enumerate(items):
+        if n:
+            out.write(b" ")
+        try:
+            await msg.item(item)
+        except _UnknownCteError:
+            out.write(b'"")\r\n')
+            raise
+    out.write(b")\r\n")
+
+
+# --- the metadata-only path ------------------------------------------------------------------
+
+
+def _drop_result(task: asyncio.Future[list[MessageMeta]]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a query nobody waits for any more may fail quietly
+
+
+async def _fetch_meta_only(
+    s: Session,
+    pairs: Sequence[tuple[int, int]],
+    items: Sequence[FetchItem],
+    changed_since: int | None,
+) -> None:
+    """FETCH of :data:`META_ATTRS` only (module docstring)."""
+    sel = s.selected
+    assert sel is not None
+    backend, opened = s.ctx.backend, sel.opened
+    want = _want(items)
+    chunks = [pairs[i : i + META_CHUNK] for i in range(0, len(pairs), META_CHUNK)]
+    recent: AbstractSet[int] = frozenset() if s.rev2 else sel.recent
+    pending: asyncio.Future[list[MessageMeta]] | None = None
+    try:
+        for n, chunk in enumerate(chunks):
+            if pending is None:
+                pending = asyncio.ensure_future(
+                    backend.fetch_meta(opened.owner, opened.id, sel.uid_set(chunk), want)
                 )
-            except StoreError as exc:
-                if exc.kind in (ErrorKind.EXPUNGED, ErrorKind.NOT_FOUND):
-                    return
-                raise
-        msg = _Message(s, meta, body)
-        s.out.write(b"* %d FETCH (" % seq)
-        for n, item in enumerate(items):
-            if n:
-                s.out.write(b" ")
-            try:
-                await msg.item(item)
-            except _UnknownCteError:
-                s.out.write(b'"")\r\n')
-                raise
-        s.out.write(b")\r\n")
+            metas = await pending
+            pending = None
+            if n + 1 < len(chunks):  # the next query runs while this chunk is formatted
+                pending = asyncio.ensure_future(
+                    backend.fetch_meta(opened.owner, opened.id, sel.uid_set(chunks[n + 1]), want)
+                )
+            data = _meta_responses(chunk, metas, items, recent, changed_since)
+            if data:
+                s.out.write(data)
+            if pending is not None:
+                await s.out.flush()
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            pending.add_done_callback(_drop_result)
+
+
+def _meta_responses(
+    chunk: Sequence[tuple[int, int]],
+    metas: Sequence[MessageMeta],
+    items: Sequence[FetchItem],
+    recent: AbstractSet[int],
+    changed_since: int | None,
+) -> bytes:
+    """The ``* n FETCH (...)`` lines of one chunk, exactly as :meth:`_Message.item` writes
+    each item, joined into one ``bytes``."""
+    seq_of = {uid: seq for seq, uid in chunk}
+    flag_lists: dict[tuple[frozenset[str], bool], bytes] = {}
+    dates: dict[dt.datetime, bytes] = {}
+    lines: list[bytes] = []
+    line = lines.append
+    for meta in metas:
+        if changed_since is not None and meta.modseq <= changed_since:
+            continue
+        uid = meta.uid
+        seq = seq_of.get(uid)
+        if seq is None:
+            continue
+        fields: list[bytes] = []
+        field = fields.append
+        for item in items:
+            if item is FetchAttr.FLAGS:
+                key = (meta.flags, uid in recent)
+                listed = flag_lists.get(key)
+                if listed is None:
+                    names = sorted(meta.flags)
+                    if key[1]:
+                        names.append("\\Recent")
+                    listed = flag_lists[key] = b"FLAGS " + encode_flag_list(names)
+                field(listed)
+            elif item is FetchAttr.UID:
+                field(b"UID %d" % uid)
+            elif item is FetchAttr.MODSEQ:
+                field(b"MODSEQ (%d)" % meta.modseq)
+            elif item is FetchAttr.INTERNALDATE:
+                date = dates.get(meta.internal_date)
+                if date is None:
+                    date = dates[meta.internal_date] = b"INTERNALDATE " + imap_date_time(
+                        meta.internal_date
+                    )
+                field(date)
+            elif item is FetchAttr.RFC822_SIZE:
+                field(b"RFC822.SIZE %d" % meta.size)
+            elif item is FetchAttr.ENVELOPE:
+                field(b"ENVELOPE " + (meta.envelope or b"NIL"))
+            elif item is FetchAttr.BODY:
+                field(b"BODY " + (meta.body or b"NIL"))
+            elif item is FetchAttr.BODYSTRUCTURE:
+                field(b"BODYSTRUCTURE " + (meta.bodystructure or b"NIL"))
+        line(b"* %d FETCH (%b)\r\n" % (seq, b" ".join(fields)))
+    return b"".join(lines)
