@@ -142,20 +142,21 @@ async def test_a_closed_backend_refuses_work(data_dir: Path) -> None:
     assert caught.value.kind is ErrorKind.UNAVAILABLE
 
 
-async def test_many_accounts_beyond_the_open_index_limit(
-    local: LocalBackend, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_many_accounts_beyond_the_open_index_limit(data_dir: Path) -> None:
     """With room for two open indexes, five accounts still work: idle ones are closed."""
-    monkeypatch.setattr("msgstore.storage.local.backend.MAX_OPEN_INDEXES", 2)
-    users = [await new_account(local, f"u{i}") for i in range(5)]
-    for round_ in range(2):
+    local = await LocalBackend.open(data_dir, max_open_indexes=2)
+    try:
+        users = [await new_account(local, f"u{i}") for i in range(5)]
+        for round_ in range(2):
+            for user in users:
+                result = await append(local, user.id, await inbox_of(local, user.id))
+                assert result.uid == round_ + 1
         for user in users:
-            result = await append(local, user.id, await inbox_of(local, user.id))
-            assert result.uid == round_ + 1
-    for user in users:
-        inbox = await inbox_of(local, user.id)
-        assert len(await read_body(local, user.id, inbox, result.uid)) > 0
-    assert len(local._indexes) <= 2
+            inbox = await inbox_of(local, user.id)
+            assert len(await read_body(local, user.id, inbox, result.uid)) > 0
+        assert len(local._indexes) <= 2
+    finally:
+        await local.close()
 
 
 async def test_message_files_are_private(

@@ -142,10 +142,12 @@ class LocalBackend:
         fault_plan: FaultPlan | None,
         loop: asyncio.AbstractEventLoop,
         expunged_keep: int = EXPUNGED_KEEP,
+        max_open_indexes: int = MAX_OPEN_INDEXES,
     ) -> None:
         self.data_dir = data_dir
         self.fault_plan = fault_plan
         self._expunged_keep = expunged_keep
+        self._max_open_indexes = max_open_indexes
         self._ops = FileOps(fault_plan)
         self._users_dir = data_dir / "users"
         self._public_dir = data_dir / "public"
@@ -175,16 +177,24 @@ class LocalBackend:
         *,
         fault_plan: FaultPlan | None = None,
         expunged_keep: int = EXPUNGED_KEEP,
+        max_open_indexes: int = MAX_OPEN_INDEXES,
     ) -> LocalBackend:
         """Open (creating if needed) the store in ``data_dir`` and run startup recovery:
         stale staging files of dead processes and trees of accounts that do not exist are
         removed. Each index runs its own recovery when it is first opened.
 
         ``expunged_keep``: expunged UIDs remembered per mailbox for QRESYNC and
-        ``changes_since`` (docs/storage-local.md, "The expunge log")."""
+        ``changes_since`` (docs/storage-local.md, "The expunge log"); ``max_open_indexes``:
+        account indexes kept open at once (least recently used ones are closed beyond it)."""
         loop = asyncio.get_running_loop()
         data_dir = Path(await loop.run_in_executor(None, os.path.abspath, data_dir))
-        backend = cls(data_dir, fault_plan=fault_plan, loop=loop, expunged_keep=expunged_keep)
+        backend = cls(
+            data_dir,
+            fault_plan=fault_plan,
+            loop=loop,
+            expunged_keep=expunged_keep,
+            max_open_indexes=max_open_indexes,
+        )
         try:
             await loop.run_in_executor(backend._files, backend._make_dirs)
             backend._channel = NotifyChannel(backend._notify_dir, backend._hub)
@@ -387,7 +397,7 @@ class LocalBackend:
         return worker
 
     def _evict(self) -> None:
-        excess = len(self._indexes) - MAX_OPEN_INDEXES
+        excess = len(self._indexes) - self._max_open_indexes
         if excess <= 0:
             return
         for account, worker in list(self._indexes.items()):

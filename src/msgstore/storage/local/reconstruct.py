@@ -379,6 +379,13 @@ class Plan:
         self.discrepancies.append(Discrepancy(code, mailbox, uid, text))
 
 
+def _internal_date(row: _Row | None, path: Path) -> tuple[int, int]:
+    """The salvaged internal date (epoch, tz offset), else the file's mtime in UTC."""
+    if row is not None:
+        return (row.internal_date, row.tz_offset)
+    return (int(os.stat(path).st_mtime), 0)
+
+
 def _parsed(data: bytes) -> tuple[bytes, bytes, bytes, bytes, str]:
     p = parse_message(data)
     headers = json.dumps(dict(p.headers), ensure_ascii=False, separators=(",", ":"))
@@ -749,11 +756,7 @@ class _Planner:
                 plan.expunged.append((box.id, old_uid, new_modseq))
                 plan.remove_after.append(self.mail_dir / str(box.source) / str(old_uid))
             meta = s.metas.get(row.meta_id) if row is not None else None
-            internal = (
-                (row.internal_date, row.tz_offset)
-                if row is not None
-                else (int(os.stat(self.mail_dir / str(box.source) / str(old_uid)).st_mtime), 0)
-            )
+            internal = _internal_date(row, self.mail_dir / str(box.source) / str(old_uid))
             self._add(
                 box,
                 new_uid,
@@ -812,11 +815,7 @@ class _Planner:
         if row is not None and row.size != len(data):
             plan.note("size-wrong", name, uid, f"UID {uid}: size {row.size} -> {len(data)}")
         uidl = meta.uidl if meta is not None else default_uidl(box.uidvalidity, uid)
-        internal = (
-            (row.internal_date, row.tz_offset)
-            if row is not None
-            else (int(os.stat(self.mail_dir / str(box.source) / str(uid)).st_mtime), 0)
-        )
+        internal = _internal_date(row, self.mail_dir / str(box.source) / str(uid))
         self._add(
             box,
             uid,
