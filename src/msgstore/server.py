@@ -65,6 +65,7 @@ from msgstore.pop3.service import start as start_pop3
 from msgstore.poppassd.service import start as start_poppassd
 from msgstore.storage.base import Backend
 from msgstore.storage.open import open_backend
+from msgstore.web.service import start as start_web
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ SERVICES: Final[dict[str, ServiceStart]] = {
     "poppassd": start_poppassd,
     "lmtp": start_lmtp,
     "smtp": start_smtp,
+    "web": start_web,
 }
 
 

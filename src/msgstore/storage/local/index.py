@@ -240,6 +240,11 @@ class AccountIndex:
                     INDEX_DAMAGED,
                     detail=f"{path}: schema version {version}",
                 )
+            if schema.pending_migrations(self.conn, schema.INDEX_MIGRATIONS):
+                with write_transaction(self.conn, None):
+                    schema.apply_migrations(
+                        self.conn, schema.pending_migrations(self.conn, schema.INDEX_MIGRATIONS)
+                    )
             self.recover()
         except BaseException:
             self.conn.close()

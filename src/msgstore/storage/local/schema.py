@@ -13,6 +13,15 @@ from typing import Final
 SYSTEM_SCHEMA_VERSION: Final = 1
 INDEX_SCHEMA_VERSION: Final = 1
 
+#: Additions to system.db after version 1, applied in order at open, each once: a name and its
+#: DDL. Named rather than numbered so that features added side by side never compete for a
+#: version number; ``meta`` records ``migration:<name>`` for each one applied. Never edit or
+#: reorder an entry that has shipped: append a new one.
+SYSTEM_MIGRATIONS: Final[tuple[tuple[str, str], ...]] = ()
+
+#: The same for every index.db (applied when an index is opened).
+INDEX_MIGRATIONS: Final[tuple[tuple[str, str], ...]] = ()
+
 SYSTEM_SCHEMA: Final = """
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -145,6 +154,7 @@ def create_system_schema(conn: sqlite3.Connection) -> None:
     conn.execute(
         "INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (str(SYSTEM_SCHEMA_VERSION),)
     )
+    apply_migrations(conn, list(SYSTEM_MIGRATIONS))
 
 
 def create_index_schema(
@@ -172,6 +182,28 @@ def create_index_schema(
         "INSERT INTO quota(id, storage_limit_octets, message_limit) VALUES (1, ?, ?)",
         (storage_limit_octets, message_limit),
     )
+    apply_migrations(conn, list(INDEX_MIGRATIONS))
+
+
+def pending_migrations(
+    conn: sqlite3.Connection, migrations: tuple[tuple[str, str], ...]
+) -> list[tuple[str, str]]:
+    """The entries of ``migrations`` not yet recorded in the file's ``meta`` table."""
+    if not migrations:
+        return []
+    done = {
+        str(row[0])
+        for row in conn.execute("SELECT key FROM meta WHERE key LIKE 'migration:%'").fetchall()
+    }
+    return [(name, ddl) for name, ddl in migrations if f"migration:{name}" not in done]
+
+
+def apply_migrations(conn: sqlite3.Connection, pending: list[tuple[str, str]]) -> None:
+    """Run each pending migration and record it (inside the caller's write transaction)."""
+    for name, ddl in pending:
+        for statement in _statements(ddl):
+            conn.execute(statement)
+        conn.execute("INSERT INTO meta(key, value) VALUES (?, '1')", (f"migration:{name}",))
 
 
 def schema_version(conn: sqlite3.Connection) -> int | None:

@@ -116,6 +116,7 @@ class SystemDb:
     def _ensure_schema(self) -> None:
         version = schema.schema_version(self.conn)
         if version == schema.SYSTEM_SCHEMA_VERSION:
+            self._migrate()
             return
         if version is not None:
             raise StoreError(
@@ -136,6 +137,16 @@ class SystemDb:
                     detail=f"{self.path}: tables without a schema version",
                 )
             schema.create_system_schema(self.conn)
+
+    def _migrate(self) -> None:
+        """Apply the named additions of schema.SYSTEM_MIGRATIONS this file lacks."""
+        if not schema.pending_migrations(self.conn, schema.SYSTEM_MIGRATIONS):
+            return
+        with write_transaction(self.conn, None):
+            # Re-read under the write lock: another process may have applied them meanwhile.
+            schema.apply_migrations(
+                self.conn, schema.pending_migrations(self.conn, schema.SYSTEM_MIGRATIONS)
+            )
 
     def is_stale(self) -> bool:
         return _file_identity(self.path) != self._ident

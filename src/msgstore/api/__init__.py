@@ -1,0 +1,1 @@
+"""The Python API: ``from msgstore import Store`` — the management operations as methods."""

@@ -1,0 +1,1 @@
+"""Migration from other stores: mbox, Maildir, a remote IMAP server, POP-only accounts."""

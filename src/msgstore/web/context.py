@@ -1,0 +1,27 @@
+"""What every part of the web application shares: one :class:`WebContext` per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from msgstore.auth.passwords import hash_password
+from msgstore.auth.sasl import Authenticator
+from msgstore.config import Config
+from msgstore.management import ManagementContext
+from msgstore.storage.base import Backend
+
+
+@dataclass(frozen=True, slots=True)
+class WebContext:
+    """The store, the configuration and the process's authenticator (whose login throttle is
+    the one IMAP, POP3 and poppassd use, so web failures slow those down too)."""
+
+    config: Config
+    backend: Backend
+    auth: Authenticator
+
+    def management(self) -> ManagementContext:
+        """The context management operations run in."""
+        return ManagementContext(
+            backend=self.backend, config=self.config, hash_password=hash_password
+        )
