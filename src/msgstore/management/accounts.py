@@ -20,6 +20,7 @@ from msgstore.core.ids import AccountId
 from msgstore.core.names import INBOX, MailboxName, mailbox_name
 from msgstore.management.operation import (
     UNLIMITED,
+    Access,
     Limit,
     ManagementContext,
     Secret,
@@ -135,7 +136,7 @@ class AccountReport:
 # --- operations -------------------------------------------------------------------------------
 
 
-@operation("account add")
+@operation("account add", http=("POST", "/accounts"))
 @dataclass(frozen=True, slots=True)
 class AccountAdd:
     """Create an account with INBOX (imap accounts: also the autocreate mailboxes).
@@ -200,7 +201,7 @@ class AccountAdd:
         return account
 
 
-@operation("account delete", confirm=True)
+@operation("account delete", confirm=True, http=("DELETE", "/accounts/{name}"))
 @dataclass(frozen=True, slots=True)
 class AccountDelete:
     """Delete an account with all its mail, mailboxes and the ACL entries naming it."""
@@ -212,7 +213,7 @@ class AccountDelete:
         await ctx.backend.delete_account(account.name)
 
 
-@operation("account list")
+@operation("account list", http=("GET", "/accounts"))
 @dataclass(frozen=True, slots=True)
 class AccountList:
     """List every account, sorted by name."""
@@ -221,7 +222,7 @@ class AccountList:
         return await ctx.backend.list_accounts()
 
 
-@operation("account show")
+@operation("account show", access=Access.SELF, self_field="name", http=("GET", "/accounts/{name}"))
 @dataclass(frozen=True, slots=True)
 class AccountShow:
     """Show one account: settings, quota usage, number of mailboxes, where its tree is."""
@@ -252,7 +253,7 @@ class AccountShow:
         )
 
 
-@operation("account modify")
+@operation("account modify", http=("PATCH", "/accounts/{name}"))
 @dataclass(frozen=True, slots=True)
 class AccountModify:
     """Change an account's kind, privileges, limits, or whether it may log in or receive.
@@ -330,7 +331,12 @@ def _limit_change(limit: Limit | None, *, kib: bool) -> int | None:
     return octets_to_kib(limit.value) if kib else limit.value
 
 
-@operation("password set")
+@operation(
+    "password set",
+    access=Access.SELF,
+    self_field="name",
+    http=("PUT", "/accounts/{name}/password"),
+)
 @dataclass(frozen=True, slots=True)
 class PasswordSet:
     """Set an account's password (stored as an argon2id hash)."""

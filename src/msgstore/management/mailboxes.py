@@ -14,7 +14,7 @@ from msgstore.core.accounts import AccountInfo, AccountKind
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.core.names import MailboxName, mailbox_name, match_pattern
 from msgstore.management.accounts import find_account
-from msgstore.management.operation import ManagementContext, operation, param
+from msgstore.management.operation import Access, ManagementContext, operation, param
 from msgstore.storage.base import MailboxInfo
 
 #: RFC 6154 §2 special-use attributes, and \Important from RFC 8457.
@@ -68,7 +68,7 @@ class MailboxReport:
     size_octets: int
 
 
-@operation("mailbox list")
+@operation("mailbox list", access=Access.SELF, http=("GET", "/accounts/{user}/mailboxes"))
 @dataclass(frozen=True, slots=True)
 class MailboxList:
     """List an account's mailboxes with their counters, optionally matching a pattern.
@@ -103,7 +103,7 @@ class MailboxList:
         return out
 
 
-@operation("mailbox create")
+@operation("mailbox create", http=("POST", "/accounts/{user}/mailboxes"))
 @dataclass(frozen=True, slots=True)
 class MailboxCreate:
     """Create a mailbox (and any missing parents) in an account's tree."""
@@ -132,7 +132,7 @@ class MailboxCreate:
         )
 
 
-@operation("mailbox delete")
+@operation("mailbox delete", http=("DELETE", "/accounts/{user}/mailboxes"))
 @dataclass(frozen=True, slots=True)
 class MailboxDelete:
     """Delete a mailbox and its messages. INBOX and mailboxes with children cannot go."""
@@ -148,7 +148,7 @@ class MailboxDelete:
         await ctx.backend.delete_mailbox(account.id, self.name)
 
 
-@operation("mailbox rename")
+@operation("mailbox rename", http=("POST", "/accounts/{user}/mailboxes/rename"))
 @dataclass(frozen=True, slots=True)
 class MailboxRename:
     """Rename a mailbox with all its children (RFC 9051 §6.3.6); no message file moves.

@@ -38,12 +38,14 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import os
 import types
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, final
 
+from msgstore.core.accounts import AccountInfo
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.core.units import parse_size
 from msgstore.storage.base import Backend
@@ -138,6 +140,49 @@ def parse_int(text: str, *, what: str = "number") -> int:
 # --- the context operations run in ------------------------------------------------------------
 
 
+class Access(enum.Enum):
+    """Who may run an operation (issue #6: one permission check for every face)."""
+
+    #: The operating-system administrator (CLI or Python API on the data directory) and store
+    #: accounts with the manager privilege.
+    MANAGER = "manager"
+    #: Those, and any account acting on itself: the operation's ``self_field`` (default
+    #: ``user``) must name the calling account. Changing one's own password, seeing one's own
+    #: usage.
+    SELF = "self"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who runs an operation: what the permission check decides on and the audit log records.
+
+    ``account`` is None for the operating-system administrator (whoever can read the data
+    directory: the local CLI, the Python API, ``msgstore serve`` itself); otherwise the store
+    account that authenticated to the REST API, the web pages or poppassd.
+    """
+
+    name: str  # the OS user name, or the account name
+    account: AccountInfo | None = None
+    #: Where the request came from: "cli", "python", "rest 192.0.2.7", "web 192.0.2.7", ...
+    origin: str = "cli"
+
+    @property
+    def is_manager(self) -> bool:
+        """True for the OS administrator and for accounts with the manager privilege."""
+        return self.account is None or self.account.manager
+
+    @classmethod
+    def os_admin(cls, origin: str = "cli") -> Actor:
+        """The local administrator, named after the OS user running this process."""
+        import getpass
+
+        try:
+            name = getpass.getuser()
+        except (KeyError, OSError):
+            name = f"uid {os.getuid()}"
+        return cls(name=name, account=None, origin=origin)
+
+
 @dataclass(frozen=True, slots=True)
 class ManagementContext:
     """What an operation runs against: the store, the configuration, and a password hasher.
@@ -151,6 +196,8 @@ class ManagementContext:
     backend: Backend
     config: Config
     hash_password: Callable[[str], str]
+    #: Who is running the operation; faces other than the local CLI always set it.
+    actor: Actor = dataclasses.field(default_factory=Actor.os_admin)
 
 
 # --- declaring operations ---------------------------------------------------------------------
@@ -195,6 +242,13 @@ class OperationSpec:
     result: object
     #: True if an interactive face should ask before running it (it destroys data).
     confirm: bool
+    #: Who may run it, and for Access.SELF the field that names the account acted on.
+    access: Access
+    self_field: str
+    #: The REST route: ("POST", "/accounts/{name}"); path variables are field names, the
+    #: other fields come from the query string (GET, DELETE) or the JSON body. None: the
+    #: operation is not offered over HTTP (it needs the data directory itself).
+    http: tuple[str, str] | None
 
     def build(self, values: Mapping[str, object]) -> Operation:
         """Construct the operation from parsed values (missing ones take their defaults)."""
@@ -231,8 +285,18 @@ def param(
     return {_PARAM_KEY: spec}
 
 
-def operation(name: str, *, confirm: bool = False) -> Callable[[type[_T]], type[_T]]:
+def operation(
+    name: str,
+    *,
+    confirm: bool = False,
+    access: Access = Access.MANAGER,
+    self_field: str = "user",
+    http: tuple[str, str] | None = None,
+) -> Callable[[type[_T]], type[_T]]:
     """Register a frozen dataclass as the operation ``name`` (e.g. ``"account add"``).
+
+    ``access`` says who may run it (:class:`Access`); ``http`` is its REST route (method,
+    path under ``/api/v1``), declared here so that every face reads one declaration.
 
     Raises TypeError at import time if the class is not a frozen dataclass, a field lacks
     :func:`param` metadata, or a field's type is not one the faces understand; so a broken
@@ -259,7 +323,16 @@ def operation(name: str, *, confirm: bool = False) -> Callable[[type[_T]], type[
             doc=doc,
             result=result,
             confirm=confirm,
+            access=access,
+            self_field=self_field,
+            http=http,
         )
+        if access is Access.SELF and self_field not in {p.name for p in params}:
+            raise TypeError(f"operation {name!r}: Access.SELF needs a field {self_field!r}")
+        if http is not None:
+            for var in _path_variables(http[1]):
+                if var not in {p.name for p in params}:
+                    raise TypeError(f"operation {name!r}: route variable {var!r} is no field")
         OPERATIONS[name] = spec
         _BY_CLASS[cls] = spec
         return cls
@@ -270,6 +343,31 @@ def operation(name: str, *, confirm: bool = False) -> Callable[[type[_T]], type[
 def spec_of(cls: type[Operation]) -> OperationSpec:
     """The declaration of a registered operation class."""
     return _BY_CLASS[cls]
+
+
+def check_access(spec: OperationSpec, op: Operation, actor: Actor) -> None:
+    """Raise NO_PERM unless ``actor`` may run ``op`` (the one permission check of every face)."""
+    if actor.is_manager:
+        return
+    if spec.access is Access.SELF and actor.account is not None:
+        target = getattr(op, spec.self_field, None)
+        if isinstance(target, str) and target.casefold() == actor.account.name.casefold():
+            return
+    raise StoreError(ErrorKind.NO_PERM, f"Permission denied: {spec.name} needs a manager")
+
+
+async def run_operation(op: Operation, ctx: ManagementContext) -> object:
+    """Run ``op`` as ``ctx.actor``: the permission check, then the operation.
+
+    Every face calls this rather than ``op.run`` so that no face can forget the check.
+    """
+    spec = spec_of(type(op))
+    check_access(spec, op, ctx.actor)
+    return await op.run(ctx)
+
+
+def _path_variables(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}")]
 
 
 def _param_of(op: str, f: dataclasses.Field[Any], annotation: object) -> Param:

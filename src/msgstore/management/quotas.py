@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.core.quota import QuotaInfo
 from msgstore.management.accounts import find_account
-from msgstore.management.operation import Limit, ManagementContext, octets_to_kib, operation, param
+from msgstore.management.operation import (
+    Access,
+    Limit,
+    ManagementContext,
+    octets_to_kib,
+    operation,
+    param,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +43,7 @@ class QuotaReport:
         )
 
 
-@operation("quota set")
+@operation("quota set", http=("PUT", "/accounts/{user}/quota"))
 @dataclass(frozen=True, slots=True)
 class QuotaSet:
     """Set an account's storage and/or message limit; a limit not given stays as it is.
@@ -80,7 +87,7 @@ class QuotaSet:
         return QuotaReport.of(account.name, quota)
 
 
-@operation("quota show")
+@operation("quota show", access=Access.SELF, http=("GET", "/accounts/{user}/quota"))
 @dataclass(frozen=True, slots=True)
 class QuotaShow:
     """Show an account's quota limits and usage."""
