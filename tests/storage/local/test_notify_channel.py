@@ -90,6 +90,42 @@ async def test_burst_to_a_busy_receiver_loses_no_wakeup(tmp_path: Path) -> None:
         await receiver.close()
 
 
+async def test_receiver_busy_longer_than_the_send_timeout_loses_no_wakeup(
+    tmp_path: Path,
+) -> None:
+    """A receiving loop stopped for longer than the sender's timeout (10,000 IDLE sessions
+    waking at once, RELIABILITY.md case 45): what could not be sent is kept and sent when the
+    receiver reads again, so IDLE sessions, which send no command, still hear of the change."""
+    data_dir = tmp_path / "data"
+    receiver = await LocalBackend.open(data_dir)
+    sender = await LocalBackend.open(data_dir)
+    try:
+        alice = await new_account(receiver, "alice")
+        boxes = [
+            (await receiver.create_mailbox(alice.id, MailboxName(f"b{i}"))).id for i in range(40)
+        ]
+        watchers = [receiver.watch(alice.id, b) for b in boxes]
+        opened = [await w.__aenter__() for w in watchers]
+        channel = sender._channel
+        assert channel is not None
+
+        def burst() -> None:
+            for box in boxes:
+                channel.send(alice.id, box)
+                time.sleep(0.002)
+
+        thread = threading.Thread(target=burst)
+        thread.start()
+        time.sleep(1.5)  # noqa: ASYNC251 -- longer than the send timeout; nothing is read
+        await asyncio.to_thread(thread.join)
+        await asyncio.wait_for(asyncio.gather(*(w.wait() for w in opened)), 3.0)
+        for w in reversed(watchers):
+            await w.__aexit__(None, None, None)
+    finally:
+        await sender.close()
+        await receiver.close()
+
+
 async def test_malformed_datagrams_are_ignored(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     backend = await LocalBackend.open(data_dir)

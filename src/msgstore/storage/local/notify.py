@@ -10,8 +10,11 @@ read the datagrams on the event loop and wake the matching watchers of their
 Sending runs on one small thread per process: writers only enqueue, so a commit never waits for
 a slow or stopped receiver. The thread coalesces a burst into few datagrams and sends with a
 short timeout (the kernel queues only ``net.unix.max_dgram_qlen`` datagrams per receiver, 10 by
-default, so a non-blocking send would drop wake-ups under load). A receiver stopped for longer
-than the timeout loses wake-ups; its sessions resynchronise on their next command.
+default, so a non-blocking send would drop wake-ups under load). What a receiver stopped for
+longer than the timeout could not take is kept, per receiver, merged with what comes next, and
+sent again every :data:`_RETRY_S` until it is read or the receiver is gone: a wake-up is never
+dropped, because an IDLE session sends no command that would make it look again. The backlog
+is bounded by the number of distinct mailboxes changed, since lines coalesce.
 
 Socket paths can exceed the 108-byte ``sun_path`` limit under deep data directories, so both
 sides address sockets through ``/proc/self/fd/<dir-fd>/<name>``.
@@ -39,6 +42,8 @@ log = logging.getLogger("msgstore.storage.local")
 
 _SUFFIX: Final = ".sock"
 _SEND_TIMEOUT_S: Final = 0.5
+#: How often a backlog for a receiver that was not reading is sent again.
+_RETRY_S: Final = 0.05
 _MAX_DATAGRAM: Final = 8192
 _RECV_SIZE: Final = 65536
 _RELIST_NS: Final = 1_000_000_000
@@ -57,6 +62,8 @@ class NotifyChannel:
         self._recv: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+        #: Receiver name -> lines it has not taken yet (sender thread only).
+        self._backlog: dict[str, set[tuple[int, int]]] = {}
         self._sender: threading.Thread | None = None
         self._sender_lock = threading.Lock()
         self._closed = False
@@ -160,20 +167,26 @@ class NotifyChannel:
         out.settimeout(_SEND_TIMEOUT_S)
         try:
             while True:
-                item = self._queue.get()
-                if item is None:
-                    return
-                pending = {item}
+                pending: set[tuple[int, int]] = set()
                 stop = False
-                while True:
+                try:
+                    item = self._queue.get(timeout=_RETRY_S if self._backlog else None)
+                except queue.Empty:
+                    pass  # only the backlog to send again
+                else:
+                    if item is None:
+                        stop = True
+                    else:
+                        pending.add(item)
+                while not stop:
                     try:
                         more = self._queue.get_nowait()
                     except queue.Empty:
                         break
                     if more is None:
                         stop = True
-                        break
-                    pending.add(more)
+                    else:
+                        pending.add(more)
                 self._deliver(out, pending)
                 if stop:
                     return
@@ -181,42 +194,57 @@ class NotifyChannel:
             out.close()
 
     def _deliver(self, out: socket.socket, pending: set[tuple[int, int]]) -> None:
-        lines = [f"{a} {m}\n".encode() for a, m in sorted(pending)]
-        datagrams: list[bytes] = []
-        current = bytearray()
-        for line in lines:
-            if len(current) + len(line) > _MAX_DATAGRAM:
-                datagrams.append(bytes(current))
-                current.clear()
-            current += line
-        if current:
-            datagrams.append(bytes(current))
         try:
             names = self._targets()
         except OSError as exc:
             log.warning("notification directory %s: %s", self._dir, exc)
             return
+        for gone in set(self._backlog) - set(names):
+            del self._backlog[gone]
         for name in names:
-            address = self._address(name)
-            for datagram in datagrams:
-                try:
-                    out.sendto(datagram, address)
-                except FileNotFoundError:
-                    self._forget_targets()
+            held = self._backlog.pop(name, None)
+            lines = pending | held if held else pending
+            if not lines:
+                continue
+            unsent = self._send_to(out, name, lines)
+            if unsent:
+                if held is None:
+                    log.info("notification receiver %s is busy; will send again", name)
+                self._backlog[name] = unsent
+
+    def _send_to(
+        self, out: socket.socket, name: str, lines: set[tuple[int, int]]
+    ) -> set[tuple[int, int]]:
+        """Send ``lines`` to one receiver; return the lines it did not take (busy receiver)."""
+        address = self._address(name)
+        ordered = sorted(lines)
+        start = 0
+        while start < len(ordered):
+            datagram = bytearray()
+            end = start
+            while end < len(ordered):
+                line = f"{ordered[end][0]} {ordered[end][1]}\n".encode()
+                if datagram and len(datagram) + len(line) > _MAX_DATAGRAM:
                     break
-                except ConnectionRefusedError:
+                datagram += line
+                end += 1
+            try:
+                out.sendto(datagram, address)
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                if isinstance(exc, ConnectionRefusedError):
                     # The owner died without removing its socket.
                     with contextlib.suppress(OSError):
                         os.unlink(address)
-                    self._forget_targets()
-                    break
-                except TimeoutError:
-                    log.warning("notification receiver %s is not reading; dropped", name)
-                    break
-                except OSError as exc:
-                    if exc.errno != errno.ENOTSOCK:
-                        log.warning("notification to %s failed: %s", name, exc)
-                    break
+                self._forget_targets()
+                return set()
+            except TimeoutError:
+                return set(ordered[start:])
+            except OSError as exc:
+                if exc.errno != errno.ENOTSOCK:
+                    log.warning("notification to %s failed: %s", name, exc)
+                return set()
+            start = end
+        return set()
 
     # lifecycle --------------------------------------------------------------------------------
 
