@@ -9,7 +9,7 @@ fails when the committed file differs. Every key is optional: ``Config()`` runs 
     Config                                        .imap .pop3 .lmtp .smtp .poppassd .web
                                                   .tls .store .auth .log .server (frozen
                                                   sections)
-    HostPort                                      one "host:port" listen address
+    HostPort / UnixSocket                         one listen address: "host:port", "unix:/path"
     ConfigError                                   one line per problem: file, dotted key, reason
     config_docs() / dump_toml(config)             the generated manual / the effective file
 
@@ -119,6 +119,89 @@ class HostPort:
 
 _HOSTNAME_RE: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 
+#: Longest Unix socket path, in octets (``sun_path`` is 108 octets with its NUL on Linux).
+MAX_UNIX_PATH_OCTETS: Final = 107
+
+
+@dataclass(frozen=True, slots=True)
+class UnixSocket:
+    """One Unix-domain listen address: ``unix:/run/msgstore/lmtp.sock``.
+
+    Written as that string (mode 0660, owner and group of the server process) or as a table
+    ``{ unix = "/var/spool/postfix/private/msgstore", mode = "0660", owner = "postfix",
+    group = "postfix" }``. ``owner`` and ``group`` are names or numeric ids, resolved when the
+    socket is bound; changing the owner needs root.
+    """
+
+    path: Path
+    mode: int = 0o660
+    owner: str | None = None
+    group: str | None = None
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}"
+
+    @classmethod
+    def parse(cls, value: object) -> UnixSocket:
+        """Parse ``"unix:PATH"`` or the table form. Raises ValueError with the reason."""
+        if isinstance(value, str):
+            return cls(_unix_path(value.removeprefix("unix:")))
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a unix socket table, got {value!r}")
+        unknown = sorted(set(value) - {"unix", "mode", "owner", "group"})
+        if unknown:
+            raise ValueError(
+                f"unknown key {unknown[0]!r} in a unix socket table (keys: unix, mode, owner, "
+                "group)"
+            )
+        if "unix" not in value:
+            raise ValueError('a unix socket table needs unix = "/path/to/socket"')
+        mode_text = value.get("mode", "0660")
+        if not (
+            isinstance(mode_text, str)
+            and 1 <= len(mode_text) <= 4
+            and all(ch in "01234567" for ch in mode_text)
+        ):
+            raise ValueError(
+                f'mode must be octal digits in a string, e.g. "0660", got {mode_text!r}'
+            )
+        names: dict[str, str | None] = {}
+        for key in ("owner", "group"):
+            name = value.get(key)
+            if name is not None and (not isinstance(name, str) or not _ID_RE.fullmatch(name)):
+                raise ValueError(f"{key} must be a user or group name or number, got {name!r}")
+            names[key] = name
+        return cls(_unix_path(value["unix"]), int(mode_text, 8), names["owner"], names["group"])
+
+    def dump(self) -> str | dict[str, str]:
+        """The configuration form: the short string when every option is the default."""
+        if self.mode == 0o660 and self.owner is None and self.group is None:
+            return str(self)
+        table = {"unix": str(self.path), "mode": f"{self.mode:04o}"}
+        if self.owner is not None:
+            table["owner"] = self.owner
+        if self.group is not None:
+            table["group"] = self.group
+        return table
+
+
+_ID_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?|[0-9]{1,10}")
+
+
+def _unix_path(value: object) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a socket path, got {value!r}")
+    path = Path(os.path.abspath(Path(value).expanduser()))
+    if "\0" in str(path):
+        raise ValueError(f"invalid socket path {value!r}")
+    if len(os.fsencode(path)) > MAX_UNIX_PATH_OCTETS:
+        raise ValueError(f"socket path {str(path)!r} is longer than {MAX_UNIX_PATH_OCTETS} octets")
+    return path
+
+
+#: One listen address: TCP host and port, or a Unix-domain socket.
+ListenAddress = HostPort | UnixSocket
+
 #: RFC 6154 special-use attributes a mailbox may carry ("" for none).
 SPECIAL_USE: Final = frozenset(
     {"", "\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
@@ -137,20 +220,27 @@ def _fail(reason: str) -> PydanticCustomError:
     return PydanticCustomError("config_value", "{reason}", {"reason": reason})
 
 
-def _listen(value: object) -> list[HostPort]:
+def _listen(value: object) -> list[ListenAddress]:
     items = value if isinstance(value, list) else [value]
-    addresses: list[HostPort] = []
+    addresses: list[ListenAddress] = []
     for item in items:
-        if isinstance(item, HostPort):
+        if isinstance(item, HostPort | UnixSocket):
             addresses.append(item)
-        elif isinstance(item, str):
+        elif isinstance(item, str | dict):
             try:
-                addresses.append(HostPort.parse(item))
+                if isinstance(item, dict) or item.startswith("unix:"):
+                    addresses.append(UnixSocket.parse(item))
+                else:
+                    addresses.append(HostPort.parse(item))
             except ValueError as exc:
                 raise _fail(str(exc)) from None
         else:
             raise _fail(f'expected "host:port" or a list of them, got {item!r}')
     return addresses
+
+
+def _dump_listen(addresses: list[ListenAddress]) -> list[str | dict[str, str]]:
+    return [a.dump() if isinstance(a, UnixSocket) else str(a) for a in addresses]
 
 
 def _size(value: object) -> int:
@@ -216,11 +306,11 @@ def _text(value: object) -> str:
     return value
 
 
-#: "host:port" or a list of them; an empty list turns the service off.
+#: "host:port", "unix:/path" or a list of them; an empty list turns the service off.
 Listen = Annotated[
-    list[HostPort],
+    list[ListenAddress],
     PlainValidator(_listen),
-    PlainSerializer(lambda v: [str(a) for a in v], return_type=list[str]),
+    PlainSerializer(_dump_listen, return_type=list[str | dict[str, str]]),
     _Kind("address list"),
 ]
 #: Octets, written with binary units: "64K", "50M", "1G".
@@ -353,15 +443,21 @@ class ImapSection(_Section):
     tls_handshake_timeout: Duration = setting(
         "30s", "Time a client has to finish the TLS handshake (IMAPS and STARTTLS)."
     )
+    output_timeout: Duration = setting(
+        "2m",
+        "Time a client may leave the server's replies unread: a command whose output fills "
+        "the session's buffers (64K of replies plus the socket's) waits for the client, and "
+        "after this long without progress the connection is closed.",
+    )
     max_connections_per_user: Count = setting(
         10,
-        "Logged-in connections of one account from one client address; the next LOGIN gets "
-        "NO [LIMIT]. 0: no limit. Counted per server process.",
+        "Logged-in connections of one account from one client address, IMAP and POP3 "
+        "together; the next LOGIN gets NO [LIMIT]. 0: no limit. Counted across every worker.",
     )
     max_connections_per_ip: Count = setting(
         100,
-        "Not yet logged-in connections from one client address; the next one gets BYE. 0: no "
-        "limit. Counted per server process.",
+        "Not yet logged-in connections from one client address, IMAP and POP3 together; the "
+        "next one gets BYE. 0: no limit. Counted across every worker.",
     )
     max_bad_commands: Count = setting(
         10, "Consecutive BAD replies after which the connection is closed with BYE."
@@ -413,6 +509,17 @@ class Pop3Section(_Section):
         "client deletes it. 0: messages retrieved in a session are deleted at its QUIT even "
         "without DELE. n days: at QUIT, retrieved (\\\\Seen) messages older than n days are "
         "deleted.",
+    )
+    max_connections_per_user: Count = setting(
+        10,
+        "Logged-in connections of one account from one client address, IMAP and POP3 "
+        "together; a login past it gets -ERR [IN-USE]. 0: no limit. Counted across every "
+        "worker.",
+    )
+    max_connections_per_ip: Count = setting(
+        100,
+        "Not yet logged-in connections from one client address, IMAP and POP3 together; the "
+        "next one gets -ERR [SYS/TEMP] and is closed. 0: no limit. Counted across every worker.",
     )
 
 
@@ -510,6 +617,74 @@ class DeliverySection(_Section):
         "Answer a recipient over quota with 452 4.2.2 (the sender retries) instead of "
         "552 5.2.2 (the sender bounces).",
     )
+    socketmap_listen: Listen = setting(
+        [],
+        "Addresses of the Postfix socketmap lookup service (socketmap_table(5)), which "
+        "answers whether an address is deliverable so that Postfix refuses unknown "
+        "recipients at RCPT, before it queues anything. Maps: recipients, recipient_access, "
+        "domains (docs/postfix.md). Keep it on loopback or a Unix socket: it has no "
+        "authentication. Empty: off.",
+    )
+
+
+def _smarthost(value: object) -> str:
+    if not isinstance(value, str):
+        raise _fail(f'expected "host:port", got {value!r}')
+    if value == "":
+        return value
+    try:
+        return str(HostPort.parse(value))
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+#: "host:port" of an SMTP server, or "" for none.
+Smarthost = Annotated[str, PlainValidator(_smarthost), _Kind("host:port")]
+
+
+class RelaySection(_Section):
+    """The outbound relay queue: forwarded mail for external addresses (docs/delivery.md)."""
+
+    smarthost: Smarthost = setting(
+        "",
+        'SMTP server that takes every outbound message ("host:port", e.g. '
+        '"mail.example.org:587"). Empty: messages wait on the queue (and expire after '
+        "max_age) until one is configured.",
+    )
+    starttls: Switch = setting(
+        False, "Require STARTTLS with the smarthost (the message is not sent without it)."
+    )
+    tls_verify: Switch = setting(
+        True, "Verify the smarthost's certificate and host name when STARTTLS is used."
+    )
+    tls_ca: OptionalPath = setting(
+        None, "CA certificates (PEM) to verify the smarthost with; default: the system's."
+    )
+    auth_user: Text = setting("", "User name for SMTP AUTH at the smarthost; empty: no AUTH.")
+    auth_password: Text = setting("", "Password for SMTP AUTH at the smarthost.")
+    helo: Text = setting("", "Name sent in EHLO and written in DSNs; empty: the host name.")
+    timeout: Duration = setting("5m", "Time allowed for each SMTP command to the smarthost.")
+    retry_first: Duration = setting(
+        "1m",
+        "Delay before the first retry of a message the smarthost deferred (4xx) or could not "
+        "take (unreachable); it doubles with each further attempt, up to retry_max.",
+    )
+    retry_max: Duration = setting("1h", "Longest delay between two attempts.")
+    max_age: Duration = setting(
+        "5d",
+        "A message still undelivered this long after it was queued is given up: a delivery "
+        "status notification (RFC 3464) goes to its envelope sender (none for <>).",
+    )
+    postmaster: Text = setting(
+        "",
+        "From address of delivery status notifications; empty: MAILER-DAEMON@<helo name>.",
+    )
+    concurrency: Count = setting(4, "Messages sent to the smarthost at the same time.")
+    poll_interval: Duration = setting(
+        "5s",
+        "How often the queue runner looks for messages queued by other processes (messages "
+        "queued in its own process wake it at once).",
+    )
 
 
 class PoppassdSection(_Section):
@@ -531,6 +706,32 @@ class PoppassdSection(_Section):
     )
 
 
+_NAME_RE: Final = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+_COLOUR_RE: Final = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+
+
+def _names(value: object) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not _NAME_RE.fullmatch(item):
+            raise _fail(f'expected names such as "usage" (a-z, 0-9, "-", "_"), got {item!r}')
+        out.append(item)
+    return out
+
+
+def _colour(value: object) -> str:
+    if not isinstance(value, str) or not _COLOUR_RE.fullmatch(value):
+        raise _fail(f'expected a colour such as "#1f6feb" or "#333", got {value!r}')
+    return value.lower()
+
+
+#: Names of pages or panels, in order: ["usage", "password"].
+Names = Annotated[list[str], PlainValidator(_names), _Kind("name list")]
+#: A CSS colour in hex: "#1f6feb".
+Colour = Annotated[str, PlainValidator(_colour), _Kind('colour "#rrggbb"')]
+
+
 class WebSection(_Section):
     """Web user interface, web admin and REST API (one HTTP listener)."""
 
@@ -538,6 +739,68 @@ class WebSection(_Section):
         ["127.0.0.1:8080"],
         "Addresses for HTTP. Put a TLS-terminating reverse proxy in front of it "
         "when it leaves loopback.",
+    )
+    templates_dir: OptionalPath = setting(
+        None,
+        "Directory of Jinja2 templates that replace the built-in pages file by file: a "
+        "`usage.html` here is used instead of msgstore's (docs/web.md). Not set: built-in only.",
+    )
+    static_dir: OptionalPath = setting(
+        None,
+        "Directory of static files (CSS, images, scripts) served under /static/ before the "
+        "built-in ones: a `style.css` here replaces msgstore's. Not set: built-in only.",
+    )
+    menu: Names = setting(
+        [
+            "usage",
+            "messages",
+            "password",
+            "dashboard",
+            "accounts",
+            "forwarding",
+            "public",
+            "queue",
+            "sessions",
+            "audit",
+        ],
+        "Pages in the menu, in order. Each user sees those that apply (messages: POP-only "
+        "accounts; the management pages: managers); a page left out is still reachable "
+        "by its address. Unknown names stop the server.",
+    )
+    dashboard: Names = setting(
+        ["sessions", "activity", "storage", "queue", "errors"],
+        "Panels of the management dashboard, in order: sessions (live sessions per "
+        "protocol), activity (deliveries and logins per minute, last hour), storage, queue, "
+        "errors (recent failed management operations).",
+    )
+    site_name: Text = setting("msgstore", "Name shown in the page header and titles.")
+    logo: Text = setting(
+        "",
+        "File name of a logo under /static/ (put it in static_dir), shown before the site "
+        'name, e.g. "logo.svg". Empty: no logo.',
+    )
+    accent_colour: Colour = setting("#1f6feb", "Colour of links, buttons and bars.")
+    header_colour: Colour = setting("#24292f", "Background colour of the page header.")
+    session_idle_timeout: Duration = setting(
+        "30m", "A web session not used for this long ends; the user logs in again."
+    )
+    session_max_age: Duration = setting(
+        "12h", "A web session ends this long after its login, used or not."
+    )
+    secure_cookies: Literal["auto", "always", "never"] = setting(
+        "auto",
+        "When the session cookie carries the Secure attribute (sent over HTTPS only). auto: "
+        "always, except when the browser addressed the server by a loopback name "
+        "(localhost, 127.0.0.1, [::1]) over plain HTTP. Behind a TLS proxy leave it auto "
+        "or set always; never only for plain HTTP on a trusted network.",
+    )
+    metrics_access: Literal["loopback", "public", "manager", "off"] = setting(
+        "loopback",
+        "Who may read /metrics (Prometheus text format). loopback: requests from a loopback "
+        "address or a Unix socket without credentials, anyone else only with a manager's "
+        "credentials (HTTP Basic or a bearer token); public: anyone; manager: a manager's "
+        "credentials always; off: 404. A reverse proxy on the same machine makes every "
+        "request look local: choose manager there, or keep /metrics off the proxied paths.",
     )
 
 
@@ -577,10 +840,6 @@ class StoreSection(_Section):
         "`--data` and MSGSTORE_DATA override it. Relative paths are taken from the current "
         "directory.",
     )
-    backend: Literal["local"] = setting(
-        "local",
-        "Storage backend. local: SQLite databases and one file per message under data_dir.",
-    )
     max_message_size: Size = setting(
         "50M",
         "Largest message accepted by delivery, APPEND and migration.",
@@ -590,11 +849,56 @@ class StoreSection(_Section):
         "Mailboxes created with each new IMAP account, with their RFC 6154 "
         'special-use attribute ("" for none). INBOX always exists.',
     )
+    default_quota: Size = setting(
+        "0",
+        "Storage limit of a new account when `account add` is given no --quota; 0 means "
+        "unlimited.",
+    )
+    default_message_limit: Count = setting(
+        0,
+        "Message count limit of a new account when `account add` is given no --messages; "
+        "0 means unlimited.",
+    )
 
     @model_validator(mode="after")
     def _positive_size(self) -> StoreSection:
         if self.max_message_size <= 0:
             raise _at("store.max_message_size", "must be larger than 0")
+        return self
+
+
+class StorageSection(_Section):
+    """Which storage backend holds accounts and mail (docs/storage-postgres.md)."""
+
+    backend: Literal["local", "postgres"] = setting(
+        "local",
+        "local: SQLite databases and one file per message under [store] data_dir. "
+        "postgres: one PostgreSQL database shared by any number of front-end processes "
+        "(run `msgstore db upgrade` first); data_dir then holds only temporary files.",
+    )
+    dsn: Text = setting(
+        "postgresql://127.0.0.1:5432/msgstore",
+        'PostgreSQL connection string (libpq URI) for backend = "postgres"; query '
+        "parameters other than the libpq ones are session settings, e.g. "
+        "`?search_path=mail`.",
+    )
+    pool_min: Count = setting(2, "Connections each process keeps open to PostgreSQL.")
+    pool_max: Count = setting(
+        20,
+        "Most connections each process opens to PostgreSQL (plus one for LISTEN).",
+    )
+    pool_timeout: Duration = setting(
+        "10s",
+        "How long a request waits for a free connection before it fails with a temporary "
+        "error (IMAP NO [UNAVAILABLE], LMTP 451).",
+    )
+
+    @model_validator(mode="after")
+    def _pool_sizes(self) -> StorageSection:
+        if self.pool_max < 1:
+            raise _at("storage.pool_max", "must be at least 1")
+        if self.pool_min > self.pool_max:
+            raise _at("storage.pool_min", "must not be larger than storage.pool_max")
         return self
 
 
@@ -631,6 +935,23 @@ class AuthSection(_Section):
         "{SCRAM-SHA-256} secret (imported from Dovecot) can use it: an argon2id hash cannot "
         "serve SCRAM, so those accounts fail it and use PLAIN.",
     )
+    password_min_length: Count = setting(
+        8,
+        "Shortest password (in characters) an account may choose, or a manager may give an "
+        "account, through the REST API, the web pages or poppassd. The operating-system "
+        "administrator (CLI, Python API) is held only to the hard limits: not empty, no NUL, "
+        "CR or LF, at most 1024 octets. A password may also never equal the account name.",
+    )
+    password_max_length: Count = setting(
+        1024,
+        "Longest password in octets of UTF-8 (at most 1024, the hard limit).",
+    )
+    password_classes: Count = setting(
+        1,
+        "How many of the character classes lower case, upper case, digits and other "
+        "characters a password must mix (1 to 4); `msgstore password reset` generates "
+        "passwords that satisfy it.",
+    )
 
 
 class LogSection(_Section):
@@ -665,10 +986,12 @@ class Config(BaseModel):
     lmtp: LmtpSection = _section(LmtpSection)
     smtp: SmtpSection = _section(SmtpSection)
     delivery: DeliverySection = _section(DeliverySection)
+    relay: RelaySection = _section(RelaySection)
     poppassd: PoppassdSection = _section(PoppassdSection)
     web: WebSection = _section(WebSection)
     tls: TlsSection = _section(TlsSection)
     store: StoreSection = _section(StoreSection)
+    storage: StorageSection = _section(StorageSection)
     acl: AclSection = _section(AclSection)
     auth: AuthSection = _section(AuthSection)
     log: LogSection = _section(LogSection)
@@ -679,14 +1002,15 @@ class Config(BaseModel):
         if (self.tls.cert is None) != (self.tls.key is None):
             missing, given = ("key", "cert") if self.tls.key is None else ("cert", "key")
             raise _at(f"tls.{missing}", f"must be set when tls.{given} is (set both or neither)")
-        seen: dict[HostPort, str] = {}
+        seen: dict[HostPort | Path, str] = {}
         for key, addresses in listen_keys(self):
             for address in addresses:
-                if address.port == 0:
+                if isinstance(address, HostPort) and address.port == 0:
                     continue
-                if address in seen:
-                    raise _at(key, f"{address} is also configured as {seen[address]}")
-                seen[address] = key
+                where = address.path if isinstance(address, UnixSocket) else address
+                if where in seen:
+                    raise _at(key, f"{address} is also configured as {seen[where]}")
+                seen[where] = key
         return self
 
 
@@ -699,7 +1023,7 @@ def _is_listen(info: FieldInfo) -> bool:
     return any(isinstance(m, _Kind) and m.name == "address list" for m in info.metadata)
 
 
-def listen_keys(config: Config) -> Iterator[tuple[str, list[HostPort]]]:
+def listen_keys(config: Config) -> Iterator[tuple[str, list[ListenAddress]]]:
     """Every listen key with its addresses, in declaration order: ("imap.listen", [...]), ..."""
     for section_name in type(config).model_fields:
         section = getattr(config, section_name)
@@ -899,7 +1223,11 @@ creates `./data`, generates a self-signed TLS certificate into `./data/tls/`, an
 ## Value types
 
 - **address list**: `"host:port"` or a list of them, e.g. `["0.0.0.0:143", "[::]:143"]`;
-  IPv6 addresses go in brackets; an empty list `[]` turns the service off.
+  IPv6 addresses go in brackets; an empty list `[]` turns the service off. A Unix-domain
+  socket is `"unix:/run/msgstore/lmtp.sock"` (mode 0660), or a table with its permissions:
+  `{ unix = "/var/spool/postfix/private/msgstore-lmtp", mode = "0660", owner = "postfix",
+  group = "postfix" }`. A socket file left by a stopped server is replaced; any other file
+  at that path is an error.
 - **size**: a number with a binary unit, K = 1024, M = 1024², G = 1024³, e.g. `"50M"`; a
   number without unit counts octets.
 - **duration**: a number with s, m, h or d, e.g. `"30m"`; a number without unit counts seconds.

@@ -31,6 +31,8 @@ LISTEN_KEYS = [
     ("poppassd", "listen", 1106),
     ("web", "listen", 8080),
 ]
+#: Listen keys that are off unless configured, with the port the tests give them.
+OFF_BY_DEFAULT = [("delivery", "socketmap_listen", 2526)]
 
 
 @pytest.fixture
@@ -61,7 +63,9 @@ def test_defaults_run_out_of_the_box(in_tmp: Path) -> None:
     assert config.tls.key is None
     assert config.store.data_dir == in_tmp / "data"
     assert config.store.data_dir.is_absolute()
-    assert config.store.backend == "local"
+    assert config.storage.backend == "local"
+    for section, key, _ in OFF_BY_DEFAULT:
+        assert getattr(getattr(config, section), key) == []
     assert config.store.max_message_size == 50 * 1024 * 1024
     assert config.store.autocreate == {
         "Drafts": "\\Drafts",
@@ -76,19 +80,20 @@ def test_defaults_run_out_of_the_box(in_tmp: Path) -> None:
 
 def test_listen_keys_lists_every_listener_in_declaration_order(in_tmp: Path) -> None:
     """The server binds what listen_keys yields; it covers exactly the contract's keys."""
-    assert [key for key, _ in listen_keys(Config())] == [
-        f"{section}.{key}" for section, key, _ in LISTEN_KEYS
-    ]
+    every = [f"{section}.{key}" for section, key, _ in LISTEN_KEYS + OFF_BY_DEFAULT]
+    keys = [key for key, _ in listen_keys(Config())]
+    assert sorted(keys) == sorted(every)
+    assert keys.index("delivery.socketmap_listen") == keys.index("smtp.listen") + 1
 
 
-@pytest.mark.parametrize(("section", "key", "port"), LISTEN_KEYS)
+@pytest.mark.parametrize(("section", "key", "port"), LISTEN_KEYS + OFF_BY_DEFAULT)
 def test_listen_key_accepts_one_string(in_tmp: Path, section: str, key: str, port: int) -> None:
     """A single "host:port" string is a list of one address."""
     config = load_text(f'[{section}]\n{key} = "127.0.0.2:{port + 1}"\n')
     assert getattr(getattr(config, section), key) == [HostPort("127.0.0.2", port + 1)]
 
 
-@pytest.mark.parametrize(("section", "key", "port"), LISTEN_KEYS)
+@pytest.mark.parametrize(("section", "key", "port"), LISTEN_KEYS + OFF_BY_DEFAULT)
 def test_listen_key_accepts_a_list(in_tmp: Path, section: str, key: str, port: int) -> None:
     """A list mixes IPv4, bracketed IPv6 and host names."""
     config = load_text(
@@ -171,7 +176,7 @@ def test_unknown_key_without_close_match_lists_the_section_keys(in_tmp: Path) ->
     error = error_of("[store]\ncompression = true\n")
     assert str(error) == (
         "msgstore.toml: unknown key store.compression "
-        "(keys: data_dir, backend, max_message_size, autocreate)"
+        "(keys: data_dir, max_message_size, autocreate, default_quota, default_message_limit)"
     )
 
 
@@ -277,14 +282,14 @@ def test_invalid_toml_names_the_file_and_line(in_tmp: Path) -> None:
 def test_every_problem_is_reported_one_per_line(in_tmp: Path) -> None:
     """All mistakes at once, each line complete on its own, in file order."""
     error = error_of(
-        '[imap]\nlistn = "x"\n[store]\nmax_message_size = "5X"\nbackend = "pg"\n'
+        '[imap]\nlistn = "x"\n[store]\nmax_message_size = "5X"\n[storage]\nbackend = "pg"\n'
         '[auth]\nplaintext_on_loopback = "yes"\n[log]\nformat = "xml"\n'
     )
     assert error.lines == [
         "msgstore.toml: unknown key imap.listn (did you mean imap.listen?)",
-        "msgstore.toml: store.backend: input should be 'local', got 'pg'",
         "msgstore.toml: store.max_message_size: invalid size '5X': "
         "use a number with K, M or G (e.g. 100M)",
+        "msgstore.toml: storage.backend: input should be 'local' or 'postgres', got 'pg'",
         "msgstore.toml: auth.plaintext_on_loopback: expected true or false, got 'yes'",
         "msgstore.toml: log.format: input should be 'text' or 'json', got 'xml'",
     ]
@@ -332,7 +337,7 @@ def test_config_is_frozen(in_tmp: Path) -> None:
     """Nobody changes the configuration behind the server's back."""
     config = Config()
     with pytest.raises(ValidationError):
-        config.store.backend = "local"
+        config.storage.backend = "local"
 
 
 def test_dump_toml_loads_back_to_the_same_config(in_tmp: Path) -> None:

@@ -47,4 +47,4 @@ def test_example_in_the_docs_is_a_valid_config(
     assert config.pop3.listen == []
     assert config.store.autocreate["Archive"] == "\\Archive"
     assert config.log.format == "json"
-    assert len(list(listen_keys(config))) == 8
+    assert len(list(listen_keys(config))) == 9

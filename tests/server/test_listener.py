@@ -26,7 +26,9 @@ def test_binds_every_configured_address(all_ports: dict[str, int | str]) -> None
             assert listener.implicit_tls == listener.key.endswith(".tls_listen")
             assert listener.service == listener.key.partition(".")[0]
             assert listener.sock.getblocking() is False
-            with socket.create_connection(("127.0.0.1", listener.bound.port), timeout=5):
+            bound = listener.bound
+            assert isinstance(bound, HostPort)
+            with socket.create_connection(("127.0.0.1", bound.port), timeout=5):
                 pass
     finally:
         close_listeners(listeners)
@@ -42,8 +44,10 @@ def test_ipv6_port_zero_and_host_names() -> None:
     text = config_text({"imap.listen": "[::1]:0", "imap.tls_listen": "localhost:0"})
     listeners = bind_listeners(config_of(text))
     try:
-        assert listeners[0].bound.host == "::1"
-        assert listeners[0].bound.port != 0
+        first = listeners[0].bound
+        assert isinstance(first, HostPort)
+        assert first.host == "::1"
+        assert first.port != 0
         assert str(listeners[0].bound).startswith("[::1]:")
         assert {lst.address for lst in listeners[1:]} == {HostPort("localhost", 0)}
         assert len(listeners) >= 2
