@@ -24,8 +24,12 @@ from msgstore.storage.open import open_backend
 PASSWORD_HASH: Final = "$argon2id$v=19$m=65536,t=3,p=4$c3VwcG9ydA$c3VwcG9ydHN1cHBvcnQ"
 MAX_OCTETS: Final = 1024 * 1024
 #: The backends the contract suite runs against. A listed backend that cannot be reached
-#: fails its tests; it is never skipped.
-BACKENDS: Final = ("local",)
+#: fails its tests; it is never skipped (postgres: 127.0.0.1:5432, database ``test``).
+BACKENDS: Final = ("local", "postgres")
+#: Next to the data directory: the configuration of a store that is not the default one
+#: (the postgres fixture writes it), so that a peer process given only the data directory
+#: opens the same store.
+CONFIG_NAME: Final = "msgstore.toml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +39,15 @@ class StoreSpec:
     name: str
     data_dir: Path
 
+    @property
+    def config_path(self) -> Path | None:
+        path = self.data_dir.parent / CONFIG_NAME
+        return path if path.exists() else None
+
     async def open(self) -> Backend:
         """Open another handle on the same store (as another server worker would)."""
-        config = load_config(data_dir=self.data_dir)
-        assert config.store.backend == self.name
+        config = load_config(self.config_path, data_dir=self.data_dir)
+        assert config.storage.backend == self.name
         return await open_backend(config)
 
 

@@ -44,10 +44,11 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from array import array
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Final, Protocol, runtime_checkable
 
 from msgstore.core.accounts import AccountChanges, AccountInfo, AccountKind
 from msgstore.core.acl import Rights
@@ -63,6 +64,7 @@ class Feature(enum.Enum):
     HARD_LINKS = "hard-links"  # fan-out stores one file linked into each tree
     CROSS_HOST_NOTIFY = "cross-host-notify"  # notifications reach other machines (LISTEN/NOTIFY)
     RECONSTRUCT = "reconstruct"  # implements SupportsReconstruct (msgstore reconstruct)
+    UID_IMPORT = "uid-import"  # implements SupportsUidImport (msgstore migrate keeps UIDs)
 
 
 class Want(enum.Flag):
@@ -476,12 +478,213 @@ class Backend(Protocol):
         """Set both limits (None = unlimited)."""
         ...
 
+    # audit log (management, issue #6; AuditRecord below) -------------------------------------
+
+    async def append_audit(self, record: AuditRecord) -> None:
+        """Append one record of the management audit log, durably."""
+        ...
+
+    async def list_audit(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        actor: str | None = None,
+        operation: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[AuditRecord]:
+        """Audit records newest first; ``since`` inclusive; ``actor``/``operation`` exact."""
+        ...
+
+    # forwarding and the relay queue (delivery, issue #4; ForwardEntry, QueueEntry below) -----
+
+    async def put_forward(
+        self, address: str, destinations: Sequence[str], *, keep_copy: bool, replace: bool
+    ) -> ForwardEntry:
+        """Create (or with ``replace`` overwrite) the forwarding entry of ``address``.
+
+        Addresses compare case-insensitively (``casefold``); the entry keeps the case given.
+        The backend only stores: syntax, loops and destinations are checked by the caller
+        (management/forwarding.py). Raises EXISTS (without ``replace``), PARAMS (empty).
+        """
+        ...
+
+    async def get_forward(self, address: str) -> ForwardEntry:
+        """Raises NOT_FOUND."""
+        ...
+
+    async def list_forwards(self) -> list[ForwardEntry]:
+        """Every entry, sorted by address (case-insensitively)."""
+        ...
+
+    async def delete_forward(self, address: str) -> None:
+        """Raises NOT_FOUND."""
+        ...
+
+    async def enqueue(
+        self,
+        staged: StagedMessage,
+        *,
+        sender: str,
+        recipients: Sequence[str],
+        prefix: bytes = b"",
+        skip_octets: int = 0,
+    ) -> QueueEntry:
+        """Durably put a message on the outbound relay queue; returns when it is durable.
+
+        The queued message is ``prefix`` followed by the finished staged message without its
+        first ``skip_octets`` octets (the local-only trace fields). ``sender`` "" is the null
+        reverse-path. Raises PARAMS (no recipients), TEMP.
+        """
+        ...
+
+    async def list_queue(self) -> list[QueueEntry]:
+        """Every queued message, by next attempt then id."""
+        ...
+
+    async def get_queued(self, ident: int) -> QueueEntry:
+        """Raises NOT_FOUND."""
+        ...
+
+    async def read_queued(self, ident: int) -> bytes:
+        """The queued message's octets. Raises NOT_FOUND."""
+        ...
+
+    async def update_queued(
+        self,
+        ident: int,
+        *,
+        done: Sequence[str] = (),
+        attempts: int | None = None,
+        next_attempt: dt.datetime | None = None,
+        last_error: str | None = None,
+    ) -> QueueEntry | None:
+        """One durable step after a delivery attempt: drop the recipients in ``done``
+        (delivered or given up) and set the other fields (None: unchanged). When no recipient
+        is left the entry and its message go, and None is returned. Raises NOT_FOUND."""
+        ...
+
+    async def delete_queued(self, ident: int) -> None:
+        """Remove a queued message without sending it. Raises NOT_FOUND."""
+        ...
+
+    # web sessions and last logins (web pages, issue #7; WebSession, LoginRecord below) -------
+
+    async def create_web_session(self, session: NewWebSession) -> None:
+        """Store a new web session, durably. The backend notes the account's current password
+        hash with it: once the hash changes (any face: web, poppassd, CLI, REST), the session
+        is gone. Raises NOT_FOUND for an unknown account, EXISTS for a taken ``id_hash``."""
+        ...
+
+    async def get_web_session(self, id_hash: str) -> WebSession | None:
+        """The session with its account as it is now, or None if there is none, its account
+        was deleted or the account's password changed since it began. Expiry is the
+        caller's policy (``created``, ``last_seen``)."""
+        ...
+
+    async def touch_web_session(self, id_hash: str, last_seen: dt.datetime) -> None:
+        """Record activity (for the idle timeout); no error if the session is gone."""
+        ...
+
+    async def delete_web_session(self, id_hash: str) -> None:
+        """End one session (log out); no error if it is gone."""
+        ...
+
+    async def delete_web_sessions(self, account: AccountId) -> int:
+        """End every web session of an account; returns how many ended."""
+        ...
+
+    async def expire_web_sessions(
+        self, *, idle_before: dt.datetime, created_before: dt.datetime
+    ) -> int:
+        """Delete sessions last seen before ``idle_before`` or begun before
+        ``created_before``; returns how many."""
+        ...
+
+    async def record_logins(self, logins: Sequence[LoginRecord]) -> None:
+        """Remember successful logins: per account, protocol and client address the latest
+        time only (an older ``at`` never replaces a newer one). Keeps at most
+        :data:`MAX_LOGINS_KEPT` entries per account (the oldest go)."""
+        ...
+
+    async def last_logins(self, account: AccountId, *, limit: int = 20) -> list[LoginRecord]:
+        """An account's remembered logins, newest first."""
+        ...
+
+    # API tokens (REST API, issue #6; NewApiToken, ApiToken below) ---------------------------
+
+    async def create_api_token(self, token: NewApiToken) -> ApiToken:
+        """Store a bearer token of the REST API (only its hash), durably. Raises NOT_FOUND for
+        an unknown account, EXISTS for a taken ``token_hash``."""
+        ...
+
+    async def find_api_token(self, token_hash: str) -> tuple[ApiToken, AccountInfo] | None:
+        """The token with that hash and its account as it is now, or None. Expiry is the
+        caller's policy (``expires``); a deleted account's tokens are gone with it."""
+        ...
+
+    async def list_api_tokens(self, account: AccountId | None = None) -> list[ApiToken]:
+        """Every token (of one account), by account name then id."""
+        ...
+
+    async def delete_api_token(self, token_id: int) -> None:
+        """Revoke a token. Raises NOT_FOUND."""
+        ...
+
     # notifications ----------------------------------------------------------------------------
 
     def watch(
         self, account: AccountId, mailbox: MailboxId
     ) -> AbstractAsyncContextManager[ChangeWatcher]:
         """Watch a mailbox for changes made by any process using the same store."""
+        ...
+
+
+# --- forwarding and the relay queue (delivery, issue #4) -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardEntry:
+    """An address (an account's or a fictitious one) and where its mail goes instead.
+
+    Destinations are written as given: an account name or a local address, ``public:NAME``
+    (the public folder "Public/NAME"), another forwarding address, or an external address.
+    """
+
+    address: str
+    destinations: tuple[str, ...]
+    keep_copy: bool  # the account named ``address`` also gets the message
+    created: dt.datetime  # timezone-aware, UTC
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One message waiting on the outbound relay queue."""
+
+    id: int
+    sender: str  # the envelope sender; "" for the null reverse-path
+    recipients: tuple[str, ...]  # still to be delivered
+    size: int  # octets of the queued message
+    created: dt.datetime  # timezone-aware, UTC
+    next_attempt: dt.datetime
+    attempts: int
+    last_error: str  # the last failure's reply ("" before the first attempt)
+
+
+# --- flag scans (optional; IMAP FETCH of flags, issue #3) ------------------------------------
+
+
+@runtime_checkable
+class SupportsFlagScan(Protocol):
+    """A backend that lists the flags of many messages without building a ``MessageMeta``
+    each: ``FETCH 1:* (FLAGS)`` / ``UID FETCH 1:* (UID FLAGS MODSEQ)``, the flag resync every
+    client does, on a 100,000-message mailbox. Optional: IMAP falls back to ``fetch_meta``."""
+
+    async def fetch_flags(
+        self, account: AccountId, mailbox: MailboxId, uids: UidSet
+    ) -> list[tuple[int, int, Flags]]:
+        """``(uid, modseq, flags)`` of the existing messages in ``uids``, in UID order: the
+        same as ``fetch_meta(..., Want.FLAGS)`` projected on those fields. Raises NOT_FOUND."""
         ...
 
 
@@ -526,13 +729,164 @@ class SupportsReconstruct(Protocol):
         apply: bool,
         mailbox: MailboxName | None = None,
         new_uidvalidity: bool = False,
+        progress: Progress | None = None,
     ) -> ReconstructReport:
         """Salvage what the damaged index still holds, compare it with the message files and
         report every discrepancy; with ``apply`` write a repaired index (while the servers run).
+        ``progress(done, total)`` is called (from any thread) as message files are checked.
         ``mailbox`` limits the file checks to one mailbox; ``new_uidvalidity`` gives every
         mailbox a new UIDVALIDITY (after restoring a tree from a backup, when UIDs that clients
         have seen may come back). Raises NOT_FOUND, TEMP."""
         ...
+
+
+# --- migration: keeping the source's UIDs (optional: Feature.UID_IMPORT; issue #8) ------------
+
+
+@runtime_checkable
+class SupportsUidImport(Protocol):
+    """A backend that lets ``msgstore migrate`` keep the UIDs and UIDVALIDITY of a source.
+
+    Appending never takes a UID of the caller's choosing; instead the migration moves a
+    mailbox's UIDNEXT up to the source UID just before each ``append`` (IMAP allows gaps), and
+    sets UIDVALIDITY while the mailbox has never held a message. ``append`` stays the one
+    durable write path.
+    """
+
+    async def import_uid_state(
+        self,
+        account: AccountId,
+        mailbox: MailboxId,
+        *,
+        uidvalidity: UidValidity | None,
+        uidnext: Uid,
+    ) -> None:
+        """Raise the mailbox's UIDNEXT to at least ``uidnext`` (never lowers it), and, when
+        ``uidvalidity`` is given and differs, set it -- only while the mailbox has never held
+        a message (UIDNEXT still 1), else NOT_POSSIBLE. A UIDVALIDITY set here is never handed
+        out again to a new mailbox of the account. Raises NOT_FOUND, PARAMS (0 or above
+        2**32-1), NOT_POSSIBLE, TEMP."""
+        ...
+
+
+# --- audit log (management, issue #6) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One management action as the audit log keeps it (``append_audit``/``list_audit``)."""
+
+    ts: dt.datetime  # timezone-aware, UTC
+    actor: str  # "os:<user>" for the operating-system administrator, else the account name
+    origin: str  # "cli", "python", "rest 192.0.2.7", "poppassd 192.0.2.7", ...
+    operation: str  # "account add"
+    params: str  # a JSON object of the parameters, secrets replaced by "<redacted>"
+    outcome: str  # "ok", or the ErrorKind name in lower case ("no_perm", "params", ...)
+    message: str  # the public error text ("" when ok)
+
+
+# --- per-account backup (optional, like SupportsReconstruct; issue #6) ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSummary:
+    """What ``export_account`` wrote."""
+
+    account: str
+    mailboxes: int
+    messages: int
+    octets: int  # message octets in the archive
+    archive_octets: int  # size of the tar file
+
+
+#: Progress callback of export/restore: (done, total) in messages.
+Progress = Callable[[int, int], None]
+
+
+@runtime_checkable
+class SupportsBackup(Protocol):
+    """A backend that can write one account's tree to a tar archive and load one back."""
+
+    async def export_account(
+        self, account: AccountId, destination: Path, *, progress: Progress | None = None
+    ) -> ExportSummary:
+        """Write a consistent tar of the account (taken while deliveries go on: every message
+        the archive's index lists is in the archive). Raises NOT_FOUND, TEMP."""
+        ...
+
+    async def restore_account(
+        self, account: AccountId, source: Path, *, progress: Progress | None = None
+    ) -> int:
+        """Load an archive written by ``export_account`` into an account whose mailboxes are
+        all empty; returns the number of messages placed. The caller reconstructs afterwards.
+        Raises PARAMS for an unsafe or malformed archive (absolute or ``..`` paths, links,
+        devices), NOT_POSSIBLE if the account holds mail; nothing is changed then."""
+        ...
+
+
+# --- web sessions and last logins (web pages, issue #7) ---------------------------------------
+
+#: Logins ``record_logins`` keeps per account (protocol and client address pairs).
+MAX_LOGINS_KEPT: Final = 50
+
+
+@dataclass(frozen=True, slots=True)
+class NewWebSession:
+    """A web session as the web pages create it (the cookie value itself is never stored)."""
+
+    id_hash: str  # sha256 hex of the cookie value
+    account: AccountId
+    csrf_token: str  # the synchronizer token of the session's forms
+    created: dt.datetime  # timezone-aware, UTC
+    address: str  # the client address it began from
+
+
+@dataclass(frozen=True, slots=True)
+class WebSession:
+    """A stored web session with its account as it is now."""
+
+    id_hash: str
+    account: AccountInfo
+    csrf_token: str
+    created: dt.datetime
+    last_seen: dt.datetime
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRecord:
+    """A successful login: when an account last logged in over a protocol from an address."""
+
+    account: AccountId
+    protocol: str  # "imap", "pop3", "poppassd", "web", ...
+    address: str
+    at: dt.datetime  # timezone-aware, UTC
+
+
+# --- API tokens (REST API, issue #6) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewApiToken:
+    """A bearer token as ``token create`` makes it (the token itself is never stored)."""
+
+    account: AccountId
+    token_hash: str  # sha256 hex of the token
+    label: str  # what the token is for, as given ("" for none)
+    created: dt.datetime  # timezone-aware, UTC
+    expires: dt.datetime | None  # None: never
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A stored bearer token."""
+
+    id: int
+    account: AccountId
+    account_name: str
+    label: str
+    created: dt.datetime  # timezone-aware, UTC (whole seconds)
+    expires: dt.datetime | None
 
 
 class BodyReader(Protocol):

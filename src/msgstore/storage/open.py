@@ -19,18 +19,31 @@ FAULTS_ENV: Final = "MSGSTORE_FAULTS"
 
 
 async def open_backend(config: Config) -> Backend:
-    """Open the backend named by ``config.store.backend`` on ``config.store.data_dir``.
+    """Open the backend named by ``[storage] backend``: local on ``[store] data_dir``, or
+    postgres on ``[storage] dsn`` (its temporary files in ``data_dir/tmp``).
 
     Reads ``MSGSTORE_FAULTS`` once, here, to build the fault plan of the local backend.
+    asyncpg is imported only when the postgres backend is configured.
 
     Raises:
         StoreError: PARAMS for an unknown backend or a malformed fault plan; whatever opening
-            the store raises (TEMP, CORRUPTED).
+            the store raises (TEMP, CORRUPTED; UNAVAILABLE when PostgreSQL cannot be reached;
+            NOT_POSSIBLE when its schema is older than the code: run ``msgstore db upgrade``).
     """
-    store = config.store
-    if store.backend == "local":
+    store, storage = config.store, config.storage
+    if storage.backend == "local":
         from msgstore.storage.local import FaultPlan, LocalBackend
 
         plan = FaultPlan.from_env(os.environ.get(FAULTS_ENV))
         return await LocalBackend.open(store.data_dir, fault_plan=plan)
-    raise StoreError(ErrorKind.PARAMS, f"Unknown storage backend {store.backend!r}")
+    if storage.backend == "postgres":
+        from msgstore.storage.postgres import PostgresBackend
+
+        return await PostgresBackend.open(
+            storage.dsn,
+            store.data_dir,
+            pool_min=storage.pool_min,
+            pool_max=storage.pool_max,
+            acquire_timeout=float(storage.pool_timeout),
+        )
+    raise StoreError(ErrorKind.PARAMS, f"Unknown storage backend {storage.backend!r}")

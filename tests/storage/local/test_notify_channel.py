@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -133,9 +134,13 @@ async def test_malformed_datagrams_are_ignored(tmp_path: Path) -> None:
         async with backend.watch(AccountId(5), MailboxId(6)) as watcher:
             (path,) = (data_dir / "run" / "notify").iterdir()
             out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            try:
-                out.sendto(b"garbage\n1 2 3\n\xff\xfe\n5 6\n", str(path))
+            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:  # through the directory's fd: tmp_path may exceed sun_path's 108 bytes
+                out.sendto(
+                    b"garbage\n1 2 3\n\xff\xfe\n5 6\n", f"/proc/self/fd/{dir_fd}/{path.name}"
+                )
             finally:
+                os.close(dir_fd)
                 out.close()
             await asyncio.wait_for(watcher.wait(), 1.0)
     finally:

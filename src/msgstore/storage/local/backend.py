@@ -19,27 +19,40 @@ from msgstore.core.accounts import AccountChanges, AccountInfo
 from msgstore.core.acl import Rights
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.core.flags import FlagOp, Flags
-from msgstore.core.ids import AccountId, MailboxId, ModSeq, Uid, UidSet
+from msgstore.core.ids import AccountId, MailboxId, ModSeq, Uid, UidSet, UidValidity
 from msgstore.core.names import MailboxName, mailbox_name
 from msgstore.core.quota import QuotaInfo
 from msgstore.storage.base import (
+    ApiToken,
     AppendResult,
+    AuditRecord,
     BodyReader,
     Changes,
     ChangeWatcher,
     CopyResult,
+    ExportSummary,
     Feature,
+    ForwardEntry,
+    LoginRecord,
     MailboxInfo,
     MailboxStatus,
     MessageMeta,
     NewAccount,
+    NewApiToken,
+    NewWebSession,
+    Progress,
+    QueueEntry,
     ReconstructReport,
     Snapshot,
     StagedMessage,
     StoreFlagsResult,
     Want,
+    WebSession,
 )
 from msgstore.storage.local import files
+from msgstore.storage.local import relay as relay_store
+from msgstore.storage.local import tokens as token_store
+from msgstore.storage.local import websessions as web_store
 from msgstore.storage.local.db import INDEX_DAMAGED, SYSTEM_DAMAGED, Worker
 from msgstore.storage.local.faults import FaultPlan
 from msgstore.storage.local.files import FileOps
@@ -168,6 +181,7 @@ class LocalBackend:
         self._hub = ChangeHub(loop)
         self._channel: NotifyChannel | None = None
         self._public: AccountInfo | None = None
+        self._queue_swept = False  # orphan queue files removed (list_queue)
         self._closed = False
 
     @classmethod
@@ -226,7 +240,7 @@ class LocalBackend:
 
     @property
     def features(self) -> frozenset[Feature]:
-        return frozenset({Feature.HARD_LINKS, Feature.RECONSTRUCT})
+        return frozenset({Feature.HARD_LINKS, Feature.RECONSTRUCT, Feature.UID_IMPORT})
 
     async def close(self) -> None:
         if self._closed:
@@ -590,6 +604,12 @@ class LocalBackend:
     ) -> list[MessageMeta]:
         return await self._idx(account, AccountIndex.fetch_meta, mailbox, uids, want)
 
+    async def fetch_flags(
+        self, account: AccountId, mailbox: MailboxId, uids: UidSet
+    ) -> list[tuple[int, int, Flags]]:
+        """``storage.base.SupportsFlagScan``."""
+        return await self._idx(account, AccountIndex.fetch_flags, mailbox, uids)
+
     @asynccontextmanager
     async def _open_body(
         self, account: AccountId, mailbox: MailboxId, uid: Uid
@@ -735,12 +755,218 @@ class LocalBackend:
         apply: bool,
         mailbox: MailboxName | None = None,
         new_uidvalidity: bool = False,
+        progress: Progress | None = None,
     ) -> ReconstructReport:
         from msgstore.storage.local.reconstruct import reconstruct_account
 
         return await reconstruct_account(
-            self, account, apply=apply, mailbox=mailbox, new_uidvalidity=new_uidvalidity
+            self,
+            account,
+            apply=apply,
+            mailbox=mailbox,
+            new_uidvalidity=new_uidvalidity,
+            progress=progress,
         )
+
+    # --- migration keeps source UIDs (storage/local/uidimport.py) --------------------------------
+
+    async def import_uid_state(
+        self,
+        account: AccountId,
+        mailbox: MailboxId,
+        *,
+        uidvalidity: UidValidity | None,
+        uidnext: Uid,
+    ) -> None:
+        from msgstore.storage.local.uidimport import import_uid_state
+
+        await self._idx(account, import_uid_state, mailbox, uidvalidity, uidnext)
+
+    # --- forwarding and the relay queue (storage/local/relay.py) -------------------------------
+
+    async def put_forward(
+        self, address: str, destinations: Sequence[str], *, keep_copy: bool, replace: bool
+    ) -> ForwardEntry:
+        return await self._sys(
+            relay_store.put_forward, address, list(destinations), keep_copy, replace
+        )
+
+    async def get_forward(self, address: str) -> ForwardEntry:
+        return await self._sys(relay_store.get_forward, address)
+
+    async def list_forwards(self) -> list[ForwardEntry]:
+        return await self._sys(relay_store.list_forwards)
+
+    async def delete_forward(self, address: str) -> None:
+        await self._sys(relay_store.delete_forward, address)
+
+    async def enqueue(
+        self,
+        staged: StagedMessage,
+        *,
+        sender: str,
+        recipients: Sequence[str],
+        prefix: bytes = b"",
+        skip_octets: int = 0,
+    ) -> QueueEntry:
+        if not isinstance(staged, LocalStagedMessage):
+            raise StoreError(ErrorKind.PARAMS, "The message was not staged by this store")
+        if not recipients:
+            raise StoreError(ErrorKind.PARAMS, "A queued message needs recipients")
+        source = staged.staged_file().path
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        queue_dir = self.data_dir / relay_store.QUEUE_DIR
+        try:
+            name, size = await loop.run_in_executor(
+                self._files,
+                relay_store.write_queue_file,
+                self._ops,
+                queue_dir,
+                source,
+                prefix,
+                skip_octets,
+            )
+        except OSError as exc:
+            raise StoreError(ErrorKind.TEMP, "Cannot write to the relay queue") from exc
+        try:
+            return await self._sys(relay_store.insert_queued, name, sender, list(recipients), size)
+        except BaseException:
+            await loop.run_in_executor(
+                self._files, relay_store.remove_queue_file, self._ops, queue_dir, name
+            )
+            raise
+
+    async def list_queue(self) -> list[QueueEntry]:
+        entries = await self._sys(relay_store.list_queue)
+        if not self._queue_swept:
+            self._queue_swept = True
+            known = await self._sys(relay_store.queued_files)
+            await asyncio.get_running_loop().run_in_executor(
+                self._files,
+                relay_store.remove_orphans,
+                self._ops,
+                self.data_dir / relay_store.QUEUE_DIR,
+                known,
+            )
+        return entries
+
+    async def get_queued(self, ident: int) -> QueueEntry:
+        return await self._sys(relay_store.get_queued, ident)
+
+    async def read_queued(self, ident: int) -> bytes:
+        name = await self._sys(relay_store.queued_file, ident)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._files, relay_store.read_queue_file, self.data_dir / relay_store.QUEUE_DIR, name
+        )
+
+    async def update_queued(
+        self,
+        ident: int,
+        *,
+        done: Sequence[str] = (),
+        attempts: int | None = None,
+        next_attempt: dt.datetime | None = None,
+        last_error: str | None = None,
+    ) -> QueueEntry | None:
+        entry, gone = await self._sys(
+            relay_store.update_queued, ident, list(done), attempts, next_attempt, last_error
+        )
+        if gone is not None:
+            await self._remove_queue_file(gone)
+        return entry
+
+    async def delete_queued(self, ident: int) -> None:
+        await self._remove_queue_file(await self._sys(relay_store.delete_queued, ident))
+
+    async def _remove_queue_file(self, name: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(
+            self._files,
+            relay_store.remove_queue_file,
+            self._ops,
+            self.data_dir / relay_store.QUEUE_DIR,
+            name,
+        )
+
+    # --- web sessions and last logins (storage/local/websessions.py) ---------------------------
+
+    async def create_web_session(self, session: NewWebSession) -> None:
+        await self._sys(web_store.create_web_session, session)
+
+    async def get_web_session(self, id_hash: str) -> WebSession | None:
+        return await self._sys(web_store.get_web_session, id_hash)
+
+    async def touch_web_session(self, id_hash: str, last_seen: dt.datetime) -> None:
+        await self._sys(web_store.touch_web_session, id_hash, last_seen)
+
+    async def delete_web_session(self, id_hash: str) -> None:
+        await self._sys(web_store.delete_web_session, id_hash)
+
+    async def delete_web_sessions(self, account: AccountId) -> int:
+        return await self._sys(web_store.delete_web_sessions, int(account))
+
+    async def expire_web_sessions(
+        self, *, idle_before: dt.datetime, created_before: dt.datetime
+    ) -> int:
+        return await self._sys(web_store.expire_web_sessions, idle_before, created_before)
+
+    async def record_logins(self, logins: Sequence[LoginRecord]) -> None:
+        await self._sys(web_store.record_logins, list(logins))
+
+    async def last_logins(self, account: AccountId, *, limit: int = 20) -> list[LoginRecord]:
+        return await self._sys(web_store.last_logins, int(account), limit)
+
+    # --- API tokens (storage/local/tokens.py) ---------------------------------------------------
+
+    async def create_api_token(self, token: NewApiToken) -> ApiToken:
+        return await self._sys(token_store.create_api_token, token)
+
+    async def find_api_token(self, token_hash: str) -> tuple[ApiToken, AccountInfo] | None:
+        return await self._sys(token_store.find_api_token, token_hash)
+
+    async def list_api_tokens(self, account: AccountId | None = None) -> list[ApiToken]:
+        return await self._sys(
+            token_store.list_api_tokens, None if account is None else int(account)
+        )
+
+    async def delete_api_token(self, token_id: int) -> None:
+        await self._sys(token_store.delete_api_token, token_id)
+
+    # --- audit log (storage/local/audit.py) ------------------------------------------------------
+
+    async def append_audit(self, record: AuditRecord) -> None:
+        from msgstore.storage.local import audit
+
+        await self._sys(audit.append_audit, record)
+
+    async def list_audit(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        actor: str | None = None,
+        operation: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[AuditRecord]:
+        from msgstore.storage.local import audit
+
+        return await self._sys(audit.list_audit, since, actor, operation, limit, offset)
+
+    # --- per-account backup (storage/local/backup.py) -------------------------------------------
+
+    async def export_account(
+        self, account: AccountId, destination: Path, *, progress: Progress | None = None
+    ) -> ExportSummary:
+        from msgstore.storage.local import backup
+
+        return await backup.export_account(self, account, destination, progress)
+
+    async def restore_account(
+        self, account: AccountId, source: Path, *, progress: Progress | None = None
+    ) -> int:
+        from msgstore.storage.local import backup
+
+        return await backup.restore_account(self, account, source, progress)
 
     # --- notifications ------------------------------------------------------------------------
 

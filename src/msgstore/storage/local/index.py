@@ -56,6 +56,8 @@ log = logging.getLogger("msgstore.storage.local")
 
 INDEX_FILE: Final = "index.db"
 MAIL_DIR: Final = "mail"
+#: Files recovery moved out of mail/ (no row, UID at or above UIDNEXT); reconstruct adopts them.
+ORPHANS_DIR: Final = "orphans"
 MESSAGE_DAMAGED: Final = "message file damaged; run msgstore reconstruct"
 SEEN_BIT: Final = SYSTEM_BITS["\\Seen"]
 DELETED_BIT: Final = SYSTEM_BITS["\\Deleted"]
@@ -327,16 +329,22 @@ class AccountIndex:
         self.conn.close()
 
     def recover(self) -> None:
-        """Remove what a crash can leave behind, and nothing else.
+        """Clear away what a crash can leave behind; never delete a file the index may not
+        know yet.
 
         Runs under the write lock, so no append of another process is between its link and
-        its commit. Removed: a message file without a row whose UID is at or above UIDNEXT
-        (a crash between link and commit) or recorded as expunged (a crash between an
-        expunge's commit and its unlink); the directory of a mailbox that was deleted (its
-        id was handed out, but the row is gone). Anything else the index does not explain --
-        a file below UIDNEXT that was never expunged, a directory of an id never handed out,
-        names that are not numbers -- is logged and kept: the index may be damaged or older
-        than the files, and reconstruct needs them.
+        its commit. Removed: a message file without a row recorded as expunged (a crash
+        between an expunge's commit and its unlink); the directory of a mailbox that was
+        deleted (its id was handed out, but the row is gone). Moved aside to
+        ``orphans/<mailbox>.<uid>.<time>`` (not deleted): a message file without a row whose
+        UID is at or above UIDNEXT. A crash between link and commit leaves one, but so does
+        an index older than its files -- a tree restored from a backup whose index.db was
+        copied before the last messages arrived -- and the two cannot be told apart here;
+        the UID must be freed for the next append either way. ``msgstore reconstruct``
+        adopts the orphans that are not already in the mailbox and removes the rest.
+        Anything else the index does not explain -- a file below UIDNEXT that was never
+        expunged, a directory of an id never handed out, names that are not numbers -- is
+        logged and kept for reconstruct.
         """
         with write_transaction(self.conn, None):
             boxes = dict(self.conn.execute("SELECT id, uidnext FROM mailboxes").fetchall())
@@ -369,20 +377,42 @@ class AccountIndex:
             r[0]
             for r in self.conn.execute("SELECT uid FROM messages WHERE mailbox_id = ?", (mailbox,))
         }
-        removed = kept = 0
+        removed = kept = moved = 0
         for uid in on_disk:
             if uid in rows:
                 continue
             expunged = self.conn.execute(
                 "SELECT 1 FROM expunged WHERE mailbox_id = ? AND uid = ?", (mailbox, uid)
             ).fetchone()
-            if uid >= uidnext or expunged is not None:
+            if expunged is not None:
                 self.ops.remove_quietly(self._mail_path(mailbox, uid))
                 removed += 1
+            elif uid >= uidnext:
+                orphans = self.tree / ORPHANS_DIR
+                target = orphans / f"{mailbox}.{uid}.{time.time_ns()}"
+                try:
+                    self.ops.ensure_dir(orphans)
+                    self.ops.rename(self._mail_path(mailbox, uid), target)
+                    self.ops.fsync_dir(orphans)
+                    self.ops.fsync_dir(self.mail_dir / str(mailbox))
+                except OSError as exc:  # left in place: the next append at this UID replaces it
+                    log.error("%s: cannot move orphan %s aside: %s", self.tree, target.name, exc)
+                    continue
+                moved += 1
             else:
                 kept += 1
         if removed:
             log.info("%s: removed %d orphan file(s) of mailbox %d", self.tree, removed, mailbox)
+        if moved:
+            log.warning(
+                "%s: %d file(s) of mailbox %d at or above UIDNEXT without a row moved to "
+                "%s/ (a crash, or an index older than its files); msgstore reconstruct "
+                "adopts them",
+                self.tree,
+                moved,
+                mailbox,
+                ORPHANS_DIR,
+            )
         if kept:
             log.warning(
                 "%s: %d file(s) of mailbox %d have no index row; kept for msgstore reconstruct",
@@ -873,6 +903,27 @@ class AccountIndex:
             rows = list(self._rows_in(sql, mailbox, uids))
         return _metas(rows, want)
 
+    def fetch_flags(self, mailbox: MailboxId, uids: UidSet) -> list[tuple[int, int, Flags]]:
+        """``(uid, modseq, flags)`` rows (``storage.base.SupportsFlagScan``): one table, no
+        join and no ``MessageMeta``, about a fifth of ``fetch_meta(Want.FLAGS)``'s time."""
+        sql = (
+            "SELECT m.uid, m.modseq, m.sysflags, m.keywords FROM messages m "
+            "WHERE m.mailbox_id = ? {uids} {order}"
+        )
+        with read_transaction(self.conn):
+            self._mailbox(mailbox)
+            rows = list(self._rows_in(sql, mailbox, uids))
+        cache: dict[tuple[int, str | None], Flags] = {}
+        out: list[tuple[int, int, Flags]] = []
+        append = out.append
+        for uid, modseq, bits, keywords in rows:
+            key = (bits, keywords)
+            flags = cache.get(key)
+            if flags is None:
+                flags = cache[key] = _flags_from_storage(bits, keywords)
+            append((uid, modseq, flags))
+        return out
+
     def open_body(self, mailbox: MailboxId, uid: Uid) -> tuple[int, int, bytes]:
         """(file descriptor, size, first octets) of a message; the caller closes the
         descriptor. Up to ``BODY_HEAD_OCTETS`` are read here, in the same thread hop."""
@@ -1307,9 +1358,12 @@ class AccountIndex:
     def changes_since(self, mailbox: MailboxId, modseq: ModSeq) -> Changes:
         with read_transaction(self.conn):
             _, uidnext, highestmodseq, _ = self._mailbox(mailbox)
+            # INDEXED BY: without it SQLite walks the whole mailbox in UID order to skip the
+            # sort, ~100 ms cold / 5-9 ms warm for 100,000 messages on every command's sync.
             rows = self.conn.execute(
-                f"SELECT {_BASE_COLUMNS} {_META_FROM} "
-                "WHERE m.mailbox_id = ? AND m.modseq > ? ORDER BY m.uid",
+                f"SELECT {_BASE_COLUMNS} "
+                + _META_FROM.replace("messages m", "messages m INDEXED BY messages_by_modseq")
+                + " WHERE m.mailbox_id = ? AND m.modseq > ? ORDER BY m.uid",
                 (mailbox, modseq),
             ).fetchall()
             if modseq < self._expunged_floor(mailbox):

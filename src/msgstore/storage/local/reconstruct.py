@@ -24,6 +24,10 @@ asked) rebuild.
      -- like every mailbox whose UIDVALIDITY changes -- moves to a new mailbox id, so a session
      that has the old one selected is disconnected (BYE) instead of being shown other messages
      under UIDs it knows;
+   - files that index recovery moved to ``orphans/`` (no row, UID at or above UIDNEXT: a
+     crash between link and commit, or an index older than its files after a restore) are
+     adopted with new UIDs unless the mailbox already holds the same content; either way
+     they leave ``orphans/``;
    - quota usage, UIDNEXT, HIGHESTMODSEQ and the keyword list are recomputed.
 
 3. **Rebuild** (``apply``): the new index is written to a temporary file next to index.db,
@@ -59,11 +63,11 @@ from msgstore.core.flags import SYSTEM_BITS
 from msgstore.core.ids import MAX_UID, AccountId
 from msgstore.core.names import INBOX, MailboxName, mailbox_name, parent_of
 from msgstore.mime.parse import METADATA_VERSION, parse_message
-from msgstore.storage.base import Discrepancy, ReconstructReport
+from msgstore.storage.base import Discrepancy, Progress, ReconstructReport
 from msgstore.storage.local import files, schema
 from msgstore.storage.local.db import BUSY_TIMEOUT_MS, connect, write_transaction
 from msgstore.storage.local.files import FileOps
-from msgstore.storage.local.index import INDEX_FILE, MAIL_DIR, default_uidl
+from msgstore.storage.local.index import INDEX_FILE, MAIL_DIR, ORPHANS_DIR, default_uidl
 from msgstore.storage.local.notify import ALL_MAILBOXES
 from msgstore.storage.local.system import SystemDb
 
@@ -423,9 +427,12 @@ class _Planner:
         *,
         only: MailboxName | None,
         new_uidvalidity: bool,
+        progress: Progress | None = None,
     ) -> None:
         self.s = salvaged
         self.mail_dir = mail_dir
+        self.progress = progress
+        self.done = 0
         self.only = only
         self.force_new = new_uidvalidity
         self.plan = Plan()
@@ -437,8 +444,18 @@ class _Planner:
         )
         dirs = [int(n) for n in _listdir(mail_dir) if n.isdigit() and not n.startswith("0")]
         self.dirs = sorted(dirs)
+        self.orphans = _orphans(mail_dir.parent / ORPHANS_DIR)
+        self.total = sum(len(o) for o in self.orphans.values()) + sum(
+            len(files.message_uids_on_disk(mail_dir / str(d))) for d in self.dirs
+        )
         self.next_id = max([salvaged.mailbox_seq, *salvaged.boxes, *self.dirs, 0]) + 1
         self.names: set[str] = set()
+
+    def _tick(self) -> None:
+        """One message file checked: tell the progress callback (every 64 files and the last)."""
+        self.done += 1
+        if self.progress is not None and (self.done % 64 == 0 or self.done >= self.total):
+            self.progress(self.done, max(self.total, self.done))
 
     def _take_validity(self) -> int:
         value = self.next_validity
@@ -470,6 +487,8 @@ class _Planner:
                 "index-unreadable", "", None, "index.db could not be read; rebuilt from files"
             )
         ids = sorted(set(s.boxes) | set(self.dirs) | {m for m, _ in s.rows})
+        for mailbox in [m for m in self.orphans if m not in ids]:  # mailbox gone: to INBOX
+            self.orphans.setdefault(INBOX_ID, []).extend(self.orphans.pop(mailbox))
         inbox_known = any(b.name == INBOX for b in s.boxes.values())
         if self.only is not None and not any(b.name == self.only for b in s.boxes.values()):
             raise StoreError(ErrorKind.NOT_FOUND, f"No such mailbox: {self.only}")
@@ -682,6 +701,7 @@ class _Planner:
         new_modseq = base_modseq + 1
         adopt: list[tuple[int, bytes, bytes, _Row | None]] = []  # (old uid, data, sha, row)
         for uid in on_disk:
+            self._tick()
             path = self.mail_dir / str(box.source) / str(uid)
             data = _read(path)
             if data is None:
@@ -771,6 +791,9 @@ class _Planner:
                 internal=internal,
             )
             changed = True
+        after = self._orphans_of(box, uidnext, new_modseq if keep else 1)
+        if after is not None and after != uidnext:
+            uidnext, changed = after, True
         if uidnext > MAX_UID:
             raise StoreError(ErrorKind.LIMIT, f"Mailbox {name} has run out of UIDs")
         box.uidnext = uidnext
@@ -782,6 +805,54 @@ class _Planner:
             )
             box.recent_uid = uidnext
         box.recent_uid = min(box.recent_uid, box.uidnext)
+
+    def _orphans_of(self, box: _NewBox, uidnext: int, modseq: int) -> int | None:
+        """Adopt the files recovery moved to ``orphans/`` from this mailbox (new UIDs from
+        ``uidnext``), unless the mailbox already holds the same content; returns the new
+        UIDNEXT, or None if there were none."""
+        found = self.orphans.pop(box.source, [])
+        if not found:
+            return None
+        plan, name = self.plan, box.name
+        present = {m.sha256 for m in plan.messages if m.mailbox == box.id}
+        for old_uid, path in sorted(found):
+            self._tick()
+            data = _read(path)
+            if data is None:
+                continue
+            sha = hashlib.sha256(data).digest()
+            if sha in present:
+                plan.note(
+                    "orphan-duplicate",
+                    name,
+                    old_uid,
+                    f"orphans/{path.name}: already in the mailbox; removed",
+                )
+                plan.remove_after.append(path)
+                continue
+            present.add(sha)
+            plan.note(
+                "orphan-adopted",
+                name,
+                old_uid,
+                f"orphans/{path.name}: a file recovery moved aside; adopted as UID {uidnext}",
+            )
+            self._add(
+                box,
+                uidnext,
+                None,
+                sha,
+                default_uidl(box.uidvalidity, uidnext),
+                None,
+                _parsed(data),
+                len(data),
+                modseq=modseq,
+                internal=(int(os.stat(path).st_mtime), 0),
+            )
+            plan.messages[-1].source = path
+            plan.remove_after.append(path)
+            uidnext += 1
+        return uidnext
 
     def _keep(
         self,
@@ -828,6 +899,16 @@ class _Planner:
             modseq=1 if renumbered else None,
             internal=internal,
         )
+
+
+def _orphans(directory: Path) -> dict[int, list[tuple[int, Path]]]:
+    """``orphans/<mailbox>.<uid>.<time>`` files by mailbox id: (old UID, path)."""
+    out: dict[int, list[tuple[int, Path]]] = {}
+    for entry in _listdir(directory):
+        parts = entry.split(".")
+        if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
+            out.setdefault(int(parts[0]), []).append((int(parts[1]), directory / entry))
+    return out
 
 
 def _listdir(path: Path) -> list[str]:
@@ -1013,6 +1094,7 @@ def reconstruct_tree(
     apply: bool,
     only: MailboxName | None,
     new_uidvalidity: bool,
+    progress: Progress | None = None,
 ) -> Outcome:
     """Salvage, compare and (with ``apply``) rebuild one account tree. Blocks; run it on a
     thread. See the module docstring."""
@@ -1047,7 +1129,14 @@ def reconstruct_tree(
                 salvaged.damage.append(f"index.db cannot be read: {exc}")
             if salvaged.opened and old is not None:
                 salvage(old, salvaged)
-        plan = _Planner(salvaged, mail_dir, only=only, new_uidvalidity=new_uidvalidity).run()
+        planner = _Planner(
+            salvaged, mail_dir, only=only, new_uidvalidity=new_uidvalidity, progress=progress
+        )
+        if progress is not None:
+            progress(0, planner.total)
+        plan = planner.run()
+        if progress is not None:
+            progress(planner.total, planner.total)
         if new_uidvalidity and not any(
             d.code == "uidvalidity-changed" for d in plan.discrepancies
         ):
@@ -1158,6 +1247,7 @@ async def reconstruct_account(
     apply: bool,
     mailbox: MailboxName | None,
     new_uidvalidity: bool,
+    progress: Progress | None = None,
 ) -> ReconstructReport:
     """``LocalBackend.reconstruct``: one account, on a thread; then the shares directory and
     the watchers of every process are told."""
@@ -1179,6 +1269,7 @@ async def reconstruct_account(
         apply=apply,
         only=only,
         new_uidvalidity=new_uidvalidity,
+        progress=progress,
     )
     if outcome.applied:
         # Directory first: it may list a share the index lacks, never the reverse.

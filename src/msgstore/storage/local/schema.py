@@ -17,7 +17,83 @@ INDEX_SCHEMA_VERSION: Final = 1
 #: DDL. Named rather than numbered so that features added side by side never compete for a
 #: version number; ``meta`` records ``migration:<name>`` for each one applied. Never edit or
 #: reorder an entry that has shipped: append a new one.
-SYSTEM_MIGRATIONS: Final[tuple[tuple[str, str], ...]] = ()
+SYSTEM_MIGRATIONS: Final[tuple[tuple[str, str], ...]] = (
+    (
+        "audit_log",
+        """
+CREATE TABLE audit_log (
+    id        INTEGER PRIMARY KEY,
+    ts        INTEGER NOT NULL,                 -- epoch microseconds, UTC
+    actor     TEXT NOT NULL,                    -- "os:<user>" or an account name
+    origin    TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    params    TEXT NOT NULL,                    -- JSON object, secrets redacted
+    outcome   TEXT NOT NULL,                    -- "ok" or an error kind
+    message   TEXT NOT NULL
+);
+CREATE INDEX audit_log_by_ts ON audit_log(ts);
+""",
+    ),
+    (
+        "forwarding_and_relay_queue",
+        """
+CREATE TABLE forwards (
+    address_key  TEXT PRIMARY KEY,              -- address.casefold()
+    address      TEXT NOT NULL,                 -- as given
+    destinations TEXT NOT NULL,                 -- JSON list of strings, as given
+    keep_copy    INTEGER NOT NULL DEFAULT 0,
+    created      INTEGER NOT NULL               -- epoch seconds, UTC
+) WITHOUT ROWID;
+CREATE TABLE relay_queue (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    file         TEXT NOT NULL,                 -- name of the message file in DATA/queue/
+    sender       TEXT NOT NULL,                 -- "" for the null reverse-path
+    recipients   TEXT NOT NULL,                 -- JSON list: still to be delivered
+    size         INTEGER NOT NULL,
+    created      REAL NOT NULL,                 -- epoch seconds, UTC
+    next_attempt REAL NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT NOT NULL DEFAULT ''
+);
+""",
+    ),
+    (
+        "web_sessions_and_last_logins",
+        """
+CREATE TABLE web_sessions (
+    id_hash    TEXT PRIMARY KEY,                -- sha256 hex of the cookie value
+    account    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    credential TEXT NOT NULL,                   -- sha256 hex of the password hash at login
+    csrf_token TEXT NOT NULL,
+    created    INTEGER NOT NULL,                -- epoch seconds, UTC
+    last_seen  INTEGER NOT NULL,
+    address    TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX web_sessions_by_account ON web_sessions(account);
+CREATE TABLE last_logins (
+    account  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    protocol TEXT NOT NULL,                     -- "imap", "pop3", "web", ...
+    address  TEXT NOT NULL,                     -- the client address
+    at       INTEGER NOT NULL,                  -- epoch seconds, UTC
+    PRIMARY KEY (account, protocol, address)
+) WITHOUT ROWID;
+""",
+    ),
+    (
+        "api_tokens",
+        """
+CREATE TABLE api_tokens (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    token_hash TEXT NOT NULL UNIQUE,            -- sha256 hex of the bearer token
+    account    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    label      TEXT NOT NULL,
+    created    INTEGER NOT NULL,                -- epoch seconds, UTC
+    expires    INTEGER                          -- epoch seconds, UTC; NULL = never
+);
+CREATE INDEX api_tokens_by_account ON api_tokens(account);
+""",
+    ),
+)
 
 #: The same for every index.db (applied when an index is opened).
 INDEX_MIGRATIONS: Final[tuple[tuple[str, str], ...]] = ()
