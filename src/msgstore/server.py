@@ -53,16 +53,21 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final, NoReturn, Protocol
 
-from msgstore import __version__
+from msgstore import __version__, metrics
+from msgstore.auth.anvil import AnvilHub
+from msgstore.auth.throttle import ThrottlePolicy
 from msgstore.config import Config, ConfigError, TlsSection, listen_keys
 from msgstore.core.errors import StoreError
+from msgstore.delivery.relay import start_relay
 from msgstore.imap.server import start as start_imap
 from msgstore.lmtp.service import start_lmtp, start_smtp
+from msgstore.net.control import control_dir, prepare_control_dir, start_control
 from msgstore.net.listener import Listener, ListenError, bind_listeners, close_listeners
 from msgstore.net.logs import configure_logging
 from msgstore.net.tls import ensure_tls_files, server_context
 from msgstore.pop3.service import start as start_pop3
 from msgstore.poppassd.service import start as start_poppassd
+from msgstore.socketmap.service import start as start_socketmap
 from msgstore.storage.base import Backend
 from msgstore.storage.open import open_backend
 from msgstore.web.service import start as start_web
@@ -107,12 +112,18 @@ SERVICES: Final[dict[str, ServiceStart]] = {
     "lmtp": start_lmtp,
     "smtp": start_smtp,
     "web": start_web,
+    "delivery": start_socketmap,  # [delivery] socketmap_listen
 }
 
 
 def run_dir(config: Config) -> Path:
     """DATA/run: the pid file and the lock that keeps a second server off the same data."""
     return config.store.data_dir / "run"
+
+
+def metrics_dir(config: Config) -> Path:
+    """DATA/run/prometheus: the workers' metric files (``--workers N``; metrics.py)."""
+    return run_dir(config) / "prometheus"
 
 
 def worker_count(config: Config, workers: int | None = None) -> int:
@@ -128,6 +139,7 @@ def serve(config: Config, *, workers: int | None = None) -> int:
     """
     configure_logging(config.log, service="msgstore", ident="serve")
     _raise_open_files_limit()
+    _fix_malloc_mmap_threshold()
     data_dir = config.store.data_dir
     try:
         run_dir(config).mkdir(parents=True, exist_ok=True)
@@ -151,6 +163,22 @@ def serve(config: Config, *, workers: int | None = None) -> int:
         return _serve_locked(config, worker_count(config, workers))
     finally:
         lock.close()
+
+
+#: glibc ``mallopt`` parameter number of M_MMAP_THRESHOLD, and the value we fix it at.
+_M_MMAP_THRESHOLD: Final = -3
+_MMAP_THRESHOLD_OCTETS: Final = 1 << 20
+
+
+def _fix_malloc_mmap_threshold() -> None:
+    """Fix glibc's mmap threshold at 1 MiB (workers inherit it). Left dynamic, it rises to
+    the size of the largest block freed -- an argon2id hash at login takes 19 MiB -- after
+    which such blocks come from the heaps and stay resident when freed: with thousands of
+    logins that doubled the memory per idle IMAP connection (docs/benchmarks.md)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if not libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_OCTETS):
+            log.debug("mallopt(M_MMAP_THRESHOLD) refused")
 
 
 def _raise_open_files_limit() -> None:
@@ -189,6 +217,10 @@ def _serve_locked(config: Config, workers: int) -> int:
             )
             return EX_CANTCREAT
         effective = config.model_copy(update={"tls": TlsSection(cert=cert, key=key)})
+        try:  # sockets of the processes of the last run (net/control.py)
+            prepare_control_dir(control_dir(config))
+        except OSError as exc:
+            log.warning("cannot prepare %s: %s", control_dir(config), exc.strerror)
         pid_path = run_dir(config) / PID_FILE
         if workers > 1:
             return Supervisor(effective, listeners, workers).run()
@@ -254,6 +286,9 @@ async def _serve_with(
     ready: Callable[[], None],
 ) -> int:
     running: list[tuple[str, RunningService]] = []
+    control = await start_control(config)  # session list / kill, live statistics
+    if control is not None:
+        running.append(("control", control))
     try:
         for name, own in _by_service(config, listeners):
             addresses = ", ".join(_describe(listener) for listener in own)
@@ -273,6 +308,8 @@ async def _serve_with(
                     log.critical("%s: cannot start", name, exc_info=True)
                     return EX_SOFTWARE
                 log.info("%s: listening on %s", name, addresses)
+        # The outbound relay queue runner (delivery/relay.py; one process works the queue).
+        running.append(("relay", await start_relay(config, backend)))
         log.info(
             "msgstore %s serving %s (pid %d, %s)",
             __version__,
@@ -356,10 +393,13 @@ class Supervisor:
         self._kill_at: float | None = None
         self._announced = False
         self._code = EX_OK
+        # Connection and login-failure counts of every worker (auth/anvil.py).
+        self.anvil = AnvilHub(ThrottlePolicy.from_config(config))
 
     # parent side ------------------------------------------------------------------------------
 
     def run(self) -> int:
+        metrics.prepare_multiprocess_dir(metrics_dir(self.config))
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
@@ -382,6 +422,7 @@ class Supervisor:
             signal.set_wakeup_fd(old_wakeup)
             os.close(self._wake_r)
             os.close(self._wake_w)
+            self.anvil.close()
             (run_dir(self.config) / PID_FILE).unlink(missing_ok=True)
         log.info("stopped")
         return self._code
@@ -426,7 +467,9 @@ class Supervisor:
 
     def _wait(self, timeout: float | None) -> None:
         fds = [self._wake_r] + [w.ready_fd for w in self.workers if w.ready_fd >= 0]
-        readable, _, _ = select.select(fds, [], [], timeout)
+        readable, _, _ = select.select(fds + self.anvil.fds(), [], [], timeout)
+        for fd in readable:
+            self.anvil.on_readable(fd)  # ignores descriptors that are not its own
         if self._wake_r in readable:
             with contextlib.suppress(BlockingIOError):
                 while os.read(self._wake_r, 512):
@@ -471,6 +514,8 @@ class Supervisor:
                 continue
             self._close_ready(worker)
             worker.pid = 0
+            metrics.worker_exited(metrics_dir(self.config), pid)
+            (control_dir(self.config) / f"{pid}.sock").unlink(missing_ok=True)
             code = os.waitstatus_to_exitcode(status)
             how = f"exited with {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
             if self._stopping:
@@ -506,12 +551,15 @@ class Supervisor:
 
     def _spawn(self, worker: _Worker) -> None:
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        channel = self.anvil.open_channel()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:
             os.close(ready_r)
+            self.anvil.in_worker(channel)
             self._child(worker, ready_w, parent)
         os.close(ready_w)
+        channel.close()
         worker.pid, worker.ready_fd, worker.ready = pid, ready_r, False
         worker.started = time.monotonic()
         log.info("worker-%d started (pid %d)", worker.number, pid)
@@ -532,6 +580,7 @@ class Supervisor:
                     os.close(other.ready_fd)
             _die_with_parent(parent)
             configure_logging(self.config.log, service="msgstore", ident=f"worker-{worker.number}")
+            metrics.use_multiprocess(metrics_dir(self.config))
 
             def ready() -> None:
                 os.write(ready_w, b"R")

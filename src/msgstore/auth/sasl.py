@@ -24,6 +24,14 @@ thread pool of its own, so a burst of logins neither blocks the event loop nor s
 storage threads. A login with a legacy hash stores the fresh argon2id hash ``verify_password``
 returns (Dovecot-style transparent rehash).
 
+Successful logins are remembered for the web's "last logins" page (per account, protocol and
+client address, the latest time only) by :class:`LoginRecorder`: in memory first, written in
+one ``record_logins`` transaction at most every :data:`LOGIN_FLUSH_S` seconds, so a login adds
+no synchronous database write (and no fsync) to the IMAP/POP3 login path. Best effort: the
+logins of the last seconds before a crash are not remembered, and a failed write is logged and
+dropped. The protocol name is the authenticator's ``protocol`` (by default the package of the
+code that built it: ``msgstore.imap.server`` -> ``imap``).
+
 SCRAM-SHA-256 uses scramp (ECOSYSTEM.md §12). SCRAM needs the server to hold SCRAM secrets,
 which an argon2id hash is not; it works for accounts whose stored hash is Dovecot's
 ``{SCRAM-SHA-256}iterations,salt,stored_key,server_key`` (base64 fields), which USER/PASS and
@@ -37,21 +45,25 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import hmac
 import logging
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
 from scramp import ScramException, ScramMechanism  # type: ignore[import-untyped]
 
+from msgstore import metrics
 from msgstore.auth.passwords import dummy_verify, scheme_of, verify_password
 from msgstore.auth.throttle import LoginThrottle
 from msgstore.core.accounts import AccountInfo
 from msgstore.core.errors import ErrorKind, StoreError
-from msgstore.storage.base import Backend
+from msgstore.core.ids import AccountId
+from msgstore.storage.base import Backend, LoginRecord
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +77,14 @@ SCRAM_ITERATIONS: Final = 4096
 MAX_SASL_OCTETS: Final = 4096
 #: Threads that verify passwords; argon2 uses 19 MiB each while it runs.
 VERIFY_THREADS: Final = 4
+#: Seconds a successful login waits in memory before it is written with the others.
+LOGIN_FLUSH_S: Final = 2.0
+#: Pending logins (account and address pairs) that make a write start at once.
+MAX_PENDING_LOGINS: Final = 10_000
 
 
-def _fail() -> StoreError:
+def _fail(protocol: str) -> StoreError:
+    metrics.login_failed(protocol)
     return StoreError(ErrorKind.AUTH_FAILED, "Authentication failed")
 
 
@@ -166,16 +183,85 @@ class ScramSecret:
         return hmac.compare_digest(hashlib.sha256(client_key).digest(), self.stored_key)
 
 
+class LoginRecorder:
+    """Successful logins of one protocol, written to the store in batches (module docstring)."""
+
+    def __init__(self, backend: Backend, protocol: str, flush_s: float = LOGIN_FLUSH_S) -> None:
+        self.backend = backend
+        self.protocol = protocol
+        self.flush_s = flush_s
+        self._pending: dict[tuple[AccountId, str], dt.datetime] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def note(self, account: AccountInfo, address: str) -> None:
+        """Remember a login; the write happens within :data:`LOGIN_FLUSH_S` seconds."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not on a loop (a synchronous caller): nothing could write it
+        self._pending[(account.id, address)] = dt.datetime.now(dt.UTC)
+        if len(self._pending) >= MAX_PENDING_LOGINS:
+            self._start_flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.flush_s, self._start_flush)
+
+    def _start_flush(self) -> None:
+        task = asyncio.ensure_future(self.flush())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def flush(self) -> None:
+        """Write what is pending now (the web awaits this after its own logins)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending = self._pending, {}
+        if not batch:
+            return
+        records = [
+            LoginRecord(account=account, protocol=self.protocol, address=address, at=at)
+            for (account, address), at in batch.items()
+        ]
+        try:
+            await self.backend.record_logins(records)
+        except Exception as exc:  # best effort: never fail a login over its record
+            log.warning("could not record %d %s login(s): %s", len(records), self.protocol, exc)
+
+    def close(self) -> None:
+        """Start the last write if the loop still runs; pending logins are otherwise lost."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pending:
+            try:
+                self._start_flush()
+            except RuntimeError:
+                self._pending.clear()
+
+
+def _caller_protocol(depth: int) -> str:
+    """``imap`` for code in ``msgstore.imap.*``: the default protocol of an authenticator."""
+    module = str(sys._getframe(depth).f_globals.get("__name__", ""))
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "msgstore" else "other"
+
+
 class Authenticator:
     """The password check behind every login; one per server process."""
 
-    def __init__(self, backend: Backend, throttle: LoginThrottle) -> None:
+    def __init__(
+        self, backend: Backend, throttle: LoginThrottle, *, protocol: str | None = None
+    ) -> None:
         self.backend = backend
         self.throttle = throttle
+        self.protocol = protocol or _caller_protocol(2)
+        self.logins = LoginRecorder(backend, self.protocol)
         self._pool = ThreadPoolExecutor(max_workers=VERIFY_THREADS, thread_name_prefix="auth")
         self._fake_key = os.urandom(32)
 
     def close(self) -> None:
+        self.logins.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def lookup(self, name: str) -> tuple[AccountInfo, str] | None:
@@ -192,13 +278,13 @@ class Authenticator:
         await self.throttle.wait(name, peer_host)
         if not name or not password:
             self.throttle.failed(name, peer_host, password)
-            raise _fail()
+            raise _fail(self.protocol)
         found = await self.lookup(name)
         loop = asyncio.get_running_loop()
         if found is None:
             await loop.run_in_executor(self._pool, dummy_verify, password)
             self.throttle.failed(name, peer_host, password)
-            raise _fail()
+            raise _fail(self.protocol)
         account, stored = found
         scram = ScramSecret.parse(stored)
         rehash: str | None = None
@@ -209,7 +295,7 @@ class Authenticator:
             ok, rehash = verdict.ok, verdict.rehash
         if not ok:
             self.throttle.failed(name, peer_host, password)
-            raise _fail()
+            raise _fail(self.protocol)
         if rehash is not None:
             try:
                 await self.backend.set_password_hash(account.name, rehash)
@@ -222,6 +308,8 @@ class Authenticator:
         self.throttle.succeeded(account.name, peer_host)
         if account.login_disabled:
             raise StoreError(ErrorKind.DISABLED, "Logins are disabled for this account")
+        self.logins.note(account, peer_host)
+        metrics.login(self.protocol)
         return account
 
     async def plain(self, message: bytes, peer_host: str) -> AccountInfo:
@@ -322,9 +410,9 @@ class ScramExchange:
             reply = str(server.get_server_final())  # type: ignore[attr-defined]
         except (ScramException, UnicodeDecodeError):
             self._auth.throttle.failed(self._name, self._peer)
-            raise _fail() from None
+            raise _fail(self._auth.protocol) from None
         if self._account is None:  # made-up secret: cannot verify, but be sure
             self._auth.throttle.failed(self._name, self._peer)
-            raise _fail()
+            raise _fail(self._auth.protocol)
         account = self._auth.admit(self._account, self._peer)
         return reply.encode("utf-8"), account

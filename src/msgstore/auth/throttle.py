@@ -22,7 +22,9 @@ with ``base`` and ``cap`` from ``[auth] failure_delay_ms`` / ``failure_delay_max
   :data:`MAX_ENTRIES` are kept (least recently failed go first), so memory is bounded.
 
 Disconnecting after ``[auth] max_failures_per_connection`` failures is the sessions' part.
-The state is per process: with ``--workers N`` each worker throttles on its own.
+The counters live in one place per server: in the process itself when it serves alone, and in
+the supervisor's anvil (``auth/anvil.py``) with ``--workers N``, so every worker and every
+protocol sees the same counts; :func:`process_throttle` returns the right kind.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class LoginThrottle:
         *,
         clock: Callable[[], float] = time.monotonic,
         max_entries: int = MAX_ENTRIES,
+        key: bytes | None = None,
     ) -> None:
         self.policy = policy
         self._clock = clock
@@ -102,7 +105,8 @@ class LoginThrottle:
         self._sources: OrderedDict[str, _Counter] = OrderedDict()
         self._accounts: OrderedDict[str, _Counter] = OrderedDict()
         self._pairs: OrderedDict[tuple[str, str], _Counter] = OrderedDict()
-        self._key = os.urandom(32)
+        #: Keys the password digests of the no-escalation rule; the anvil's workers share it.
+        self.key = key if key is not None else os.urandom(32)
 
     # --- keys ---------------------------------------------------------------------------------
 
@@ -156,12 +160,21 @@ class LoginThrottle:
         """Count a failure; ``secret`` (the wrong password) enables the no-escalation rule."""
         if self.is_trusted(peer_host):
             return
+        self.record_failure(account, peer_host, None if secret is None else self.digest(secret))
+
+    def digest(self, secret: bytes | str) -> bytes:
+        """The keyed digest kept instead of a wrong password."""
+        raw = secret.encode("utf-8", "surrogatepass") if isinstance(secret, str) else secret
+        return hmac.digest(self.key, raw, hashlib.sha256)[:16]
+
+    def record_failure(self, account: str, peer_host: str, digest: bytes | None) -> None:
+        """:meth:`failed` with the password already digested (the anvil's entry point)."""
+        if self.is_trusted(peer_host):
+            return
         now = self._clock()
         source = self.source_key(peer_host)
         name = self.account_key(account)
-        if secret is not None:
-            raw = secret.encode("utf-8", "surrogatepass") if isinstance(secret, str) else secret
-            digest = hmac.digest(self._key, raw, hashlib.sha256)[:16]
+        if digest is not None:
             pair = self._touch(self._pairs, (source, name), now)
             if digest in pair.digests:
                 return
@@ -203,15 +216,26 @@ class LoginThrottle:
 
 
 _process_throttle: LoginThrottle | None = None
+#: Makes the throttle of a worker whose counters live in the supervisor's anvil
+#: (``anvil.WorkerAnvil.install``); None: counters in this process.
+_shared_factory: Callable[[ThrottlePolicy], LoginThrottle] | None = None
+
+
+def use_shared_counters(factory: Callable[[ThrottlePolicy], LoginThrottle] | None) -> None:
+    """From now on :func:`process_throttle` makes its throttle with ``factory``."""
+    global _shared_factory, _process_throttle
+    _shared_factory = factory
+    _process_throttle = None
 
 
 def process_throttle(policy: ThrottlePolicy) -> LoginThrottle:
     """The one throttle of this process, shared by every service that checks passwords (a
-    failure over POP3 slows IMAP and poppassd down too). Created with ``policy`` on first use;
-    a later call with another policy replaces it (a reloaded configuration)."""
+    failure over POP3 slows IMAP and poppassd down too; with ``--workers N`` every worker's
+    throttle counts in the supervisor's anvil). Created with ``policy`` on first use; a later
+    call with another policy replaces it (a reloaded configuration)."""
     global _process_throttle
     if _process_throttle is None or _process_throttle.policy != policy:
-        _process_throttle = LoginThrottle(policy)
+        _process_throttle = (_shared_factory or LoginThrottle)(policy)
     return _process_throttle
 
 

@@ -112,9 +112,11 @@ class Connection(StreamConnection):
         See the module docstring for what it raises.
         """
         try:
-            return await self._read(within, self._reader.next_line)
+            line: bytes | LineEvent = await self._read(within, self._reader.next_line)
         except TimeoutError:
             raise TimeoutError(f"no complete line within {within:g}s") from None
+        self.live.command()
+        return line
 
     async def read_chunk(self, within: float, limit: int = CHUNK_OCTETS) -> bytes:
         """Between 1 and ``limit`` received octets, within ``within`` seconds.

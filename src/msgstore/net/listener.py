@@ -8,18 +8,37 @@ or opens the store, with one line naming the key and the address::
 It is also what lets ``--workers N`` share sockets bound once (and, later, bind privileged ports
 before dropping privileges). A host name is resolved and every address it yields is bound;
 IPv6 sockets are IPv6-only, so ``0.0.0.0:143`` and ``[::]:143`` can both be configured.
+
+Unix-domain sockets (``unix:/path``, config.UnixSocket) are bound the same way, with their mode
+and owner set before ``listen()``, so no client can connect while the permissions are still
+the umask's. A file already at the path is handled without ever removing something that is
+not ours to remove:
+
+- a socket nobody accepts on (a server that crashed or was killed left it): removed, rebound;
+- a socket another process still accepts on: ``Address already in use``, left alone;
+- anything else (a regular file, a directory, a symbolic link, even one to a socket): an
+  error, left alone.
+
+When the process that bound a Unix socket closes it (:func:`close_listeners`), the socket file
+is removed too, if it is still the same file (same inode and change time). Worker processes
+inherit the listeners and close them without removing anything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import grp
 import ipaddress
+import os
+import pwd
 import socket
+import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
-from msgstore.config import Config, HostPort, listen_keys
+from msgstore.config import Config, HostPort, ListenAddress, UnixSocket, listen_keys
 
 BACKLOG: Final = 1024
 
@@ -33,8 +52,13 @@ class Listener:
     """One bound, listening, non-blocking socket and the configuration key it came from."""
 
     key: str  # dotted configuration key: "imap.listen", "imap.tls_listen"
-    address: HostPort  # as configured (port 0 and host names are resolved in ``bound``)
+    address: ListenAddress  # as configured (port 0 and host names are resolved in ``bound``)
     sock: socket.socket
+    #: Unix sockets: the process that bound it and the identity of the socket file (device,
+    #: inode, change time: inode numbers are reused at once on tmpfs), so that only that
+    #: process removes it, and only while it is the same file.
+    owner_pid: int = field(default=0, compare=False)
+    inode: tuple[int, int, int] | None = field(default=None, compare=False)
 
     @property
     def service(self) -> str:
@@ -47,8 +71,14 @@ class Listener:
         return self.key.rpartition(".")[2].startswith("tls_")
 
     @property
-    def bound(self) -> HostPort:
-        """The address actually bound."""
+    def is_unix(self) -> bool:
+        return isinstance(self.address, UnixSocket)
+
+    @property
+    def bound(self) -> ListenAddress:
+        """The address actually bound (the configured one for a Unix socket)."""
+        if isinstance(self.address, UnixSocket):
+            return self.address
         host, port = self.sock.getsockname()[:2]
         return HostPort(str(host), int(port))
 
@@ -63,6 +93,9 @@ def bind_listeners(config: Config, *, backlog: int = BACKLOG) -> list[Listener]:
     try:
         for key, addresses in listen_keys(config):
             for address in addresses:
+                if isinstance(address, UnixSocket):
+                    listeners.append(_bind_unix(key, address, backlog))
+                    continue
                 listeners.extend(
                     Listener(key, address, sock) for sock in _bind(key, address, backlog)
                 )
@@ -73,9 +106,107 @@ def bind_listeners(config: Config, *, backlog: int = BACKLOG) -> list[Listener]:
 
 
 def close_listeners(listeners: Iterable[Listener]) -> None:
-    """Close the sockets (idempotent)."""
+    """Close the sockets (idempotent); remove the Unix socket files this process bound."""
     for listener in listeners:
         listener.sock.close()
+        if (
+            isinstance(listener.address, UnixSocket)
+            and listener.owner_pid == os.getpid()
+            and listener.inode is not None
+        ):
+            _remove_if_same(listener.address.path, listener.inode)
+
+
+def _identity(path: os.PathLike[str]) -> tuple[int, int, int]:
+    st = os.lstat(path)
+    return (st.st_dev, st.st_ino, st.st_ctime_ns)
+
+
+def _remove_if_same(path: os.PathLike[str], identity: tuple[int, int, int]) -> None:
+    with contextlib.suppress(OSError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode) and _identity(path) == identity:
+            os.unlink(path)
+
+
+def _bind_unix(key: str, address: UnixSocket, backlog: int) -> Listener:
+    path = address.path
+    try:
+        uid = _user_id(address.owner) if address.owner is not None else -1
+        gid = _group_id(address.group) if address.group is not None else -1
+    except KeyError as exc:
+        raise ListenError(f"{key}: cannot listen on {address}: {exc.args[0]}") from None
+    _clear_stale(key, address)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(os.fspath(path))
+        identity = _identity(path)
+        try:
+            # Permissions before listen(): until then nobody can connect.
+            os.chmod(path, address.mode)
+            if uid != -1 or gid != -1:
+                os.chown(path, uid, gid)
+            identity = _identity(path)  # after chmod/chown, which change ctime
+            sock.listen(backlog)
+            sock.setblocking(False)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                st = os.lstat(path)
+                if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == identity[:2]:
+                    os.unlink(path)  # the file we bound a moment ago
+            raise
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"{key}: cannot listen on {address}: {exc.strerror or exc}") from None
+    return Listener(key, address, sock, owner_pid=os.getpid(), inode=identity)
+
+
+def _clear_stale(key: str, address: UnixSocket) -> None:
+    """Remove a socket file nobody accepts on; refuse anything else at the path."""
+    path = address.path
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ListenError(f"{key}: cannot listen on {address}: {exc.strerror}") from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ListenError(
+            f"{key}: cannot listen on {address}: the path exists and is not a socket (not removed)"
+        )
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(os.fspath(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        pass  # nobody listens: left by a server that died
+    except OSError as exc:
+        raise ListenError(f"{key}: cannot listen on {address}: {exc.strerror or exc}") from None
+    else:
+        raise ListenError(
+            f"{key}: cannot listen on {address}: Address already in use (another process "
+            "accepts on it)"
+        )
+    finally:
+        probe.close()
+    _remove_if_same(path, (st.st_dev, st.st_ino, st.st_ctime_ns))
+
+
+def _user_id(name: str) -> int:
+    if name.isdigit():
+        return int(name)
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        raise KeyError(f"no such user {name!r}") from None
+
+
+def _group_id(name: str) -> int:
+    if name.isdigit():
+        return int(name)
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise KeyError(f"no such group {name!r}") from None
 
 
 def _bind(key: str, address: HostPort, backlog: int) -> list[socket.socket]:

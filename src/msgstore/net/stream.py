@@ -39,7 +39,9 @@ import ssl
 from collections.abc import Callable, Sequence
 from typing import Final, Generic, Self, TypeVar
 
+from msgstore import metrics
 from msgstore.net.listener import Listener
+from msgstore.net.sessions import REGISTRY, LiveSession, killer
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,11 @@ class StreamConnection(asyncio.Protocol, abc.ABC):
         self._eof = False
         self._lost = False
         self._closing_service = False
+        #: Why :meth:`notify_closing` was called (IMAP puts it in its ``* BYE``).
+        self.closing_reason = "Server shutting down"
         self.closed = asyncio.Event()
+        #: This connection in ``session list`` (net/sessions.py).
+        self.live = LiveSession()
 
     # --- what a subclass provides -------------------------------------------------------------
 
@@ -269,9 +275,11 @@ class StreamConnection(asyncio.Protocol, abc.ABC):
         if self._transport is not None:
             self._transport.abort()
 
-    def notify_closing(self) -> None:
-        """Called by :meth:`StreamService.close`: reads now raise ServiceClosingError."""
+    def notify_closing(self, reason: str = "Server shutting down") -> None:
+        """Called by :meth:`StreamService.close` (and ``session kill``): reads now raise
+        ServiceClosingError."""
         self._closing_service = True
+        self.closing_reason = reason
         self.wake_reader()
 
 
@@ -323,6 +331,8 @@ class StreamService(abc.ABC, Generic[ConnT]):
     def _start_session(self, conn: ConnT) -> None:
         task = asyncio.get_running_loop().create_task(self._run(conn))
         self._sessions[conn] = task
+        kill = killer(conn.notify_closing, conn.abort)
+        REGISTRY.register(conn.live, self._name, conn.peer_host, kill)
 
     async def _run(self, conn: ConnT) -> None:
         try:
@@ -331,9 +341,11 @@ class StreamService(abc.ABC, Generic[ConnT]):
             pass
         except Exception:
             log.error("%s: session failed", self._name, exc_info=True)
+            metrics.error(self._name)
         finally:
             conn.close()
             self._sessions.pop(conn, None)
+            REGISTRY.unregister(conn.live)
 
     @property
     def session_count(self) -> int:
