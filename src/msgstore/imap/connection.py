@@ -24,12 +24,20 @@ flowing is not cut off). When it fires while the session waits for input, the co
 writes ``* BYE Command not completed in time`` and closes, so a client that drips one octet
 every few seconds cannot hold a half command open for the whole idle timeout. If the session
 is busy (it has not read the finished commands yet), the timer starts over instead.
+
+**Output cap and deadline** (RELIABILITY.md §7 case 13): what a session has produced and the
+client has not read is bounded -- the writer's buffer (``writer.FLUSH_OCTETS``) plus the
+transport's high-water mark, plus the kernel's socket buffer -- because long commands wait in
+:meth:`drain` (through ``ResponseWriter.pace``) whenever the transport is over its high-water
+mark. While a session waits there it reads no further commands, so a pipelining client that
+does not read its replies is stopped on both sides. A wait that sees no progress for
+``[imap] output_timeout`` closes the connection (log: "output not read"); ``sendfile`` goes out
+in pieces of :data:`SENDFILE_PIECE_OCTETS`, each under the same deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import os
 import zlib
@@ -47,6 +55,8 @@ MAX_QUEUED_EVENTS: Final = 64
 MAX_PENDING_OCTETS: Final = 256 * 1024
 #: Octets of a command whose arrival restarts the per-command deadline.
 PROGRESS_OCTETS: Final = 64 * 1024
+#: ``sendfile`` piece: each must be taken by the client within the output deadline.
+SENDFILE_PIECE_OCTETS: Final = 1024 * 1024
 
 
 class ImapConnection(StreamConnection):
@@ -59,6 +69,7 @@ class ImapConnection(StreamConnection):
         implicit_tls: bool,
         tls_handshake_timeout: float,
         command_timeout: float | None = None,
+        output_timeout: float | None = None,
         on_made: Callable[[ImapConnection], None] | None = None,
     ) -> None:
         super().__init__(
@@ -66,10 +77,13 @@ class ImapConnection(StreamConnection):
         )
         self.framer = framer
         self._command_timeout = command_timeout
+        self._output_timeout = output_timeout
         self._command_timer: asyncio.TimerHandle | None = None
         self._command_progress = 0
         self._reading = False
-        self._events: collections.deque[Event] = collections.deque()
+        # A list, not a deque: at most MAX_QUEUED_EVENTS (plus one read) wait here, and an
+        # empty list is 56 octets where an empty deque is over 600 (thousands idle at once).
+        self._events: list[Event] = []
         self._inflater: zlib._Decompress | None = None
         self._deflater: zlib._Compress | None = None
 
@@ -184,26 +198,71 @@ class ImapConnection(StreamConnection):
                 if self.service_closing:
                     raise ServiceClosingError
                 if self._events:
-                    event = self._events.popleft()
+                    event = self._events.pop(0)
                     self.maybe_resume_reading()
                     return event
                 if self.at_end or self.framer.closed:
                     raise ConnectionClosedError
                 await self.wait_input()
 
+    @property
+    def readable(self) -> bool:
+        """An event is queued, the connection ended or the service is closing."""
+        return bool(self._events or self.at_end or self.service_closing or self.framer.closed)
+
+    def notify_readable(self, waiter: asyncio.Future[None]) -> None:
+        """Complete ``waiter`` at the next input, EOF, loss or service close -- IDLE's way to
+        wait for the client without a task of its own (at once if :attr:`readable`). Undo
+        with :meth:`forget_waiter`."""
+        if self.readable:
+            if not waiter.done():
+                waiter.set_result(None)
+            return
+        self._reading = True
+        self._data_waiter = waiter
+
+    def forget_waiter(self, waiter: asyncio.Future[None]) -> None:
+        if self._data_waiter is waiter:
+            self._data_waiter = None
+        self._reading = False
+
     async def wait_readable(self) -> None:
         """Return when an event is queued, the connection ends or the service closes."""
         self._reading = True
         try:
-            await self._wait_readable()
+            while not self.readable:
+                await self.wait_input()
         finally:
             self._reading = False
 
-    async def _wait_readable(self) -> None:
-        while not (self._events or self.at_end or self.service_closing or self.framer.closed):
-            await self.wait_input()
-
     # --- output -------------------------------------------------------------------------------
+
+    @property
+    def output_waiting(self) -> bool:
+        """The transport holds more than its high-water mark: the client is behind."""
+        return self._write_paused
+
+    async def drain(self) -> None:
+        """:meth:`StreamConnection.drain` under the output deadline (module docstring).
+
+        Raises:
+            ConnectionClosedError: the connection is gone, or was closed at the deadline.
+        """
+        if not self._write_paused or self._output_timeout is None:
+            await super().drain()
+            return
+        try:
+            async with asyncio.timeout(self._output_timeout):
+                await super().drain()
+        except TimeoutError:
+            self._output_expired()
+            raise ConnectionClosedError from None
+
+    def _output_expired(self) -> None:
+        log.info("output not read by the client within %ss; closing", self._output_timeout)
+        self.framer.close()
+        self.abort()
+        self.wake_reader()
 
     @property
     def can_sendfile(self) -> bool:
@@ -218,12 +277,20 @@ class ImapConnection(StreamConnection):
             raise ConnectionClosedError
         loop = asyncio.get_running_loop()
         with os.fdopen(os.dup(fd), "rb") as f:
-            try:
-                await loop.sendfile(self._transport, f, offset, count)
-            except (ConnectionError, OSError) as exc:
-                if self._lost:
-                    raise ConnectionClosedError from exc
-                raise
+            end = offset + count
+            while offset < end:
+                piece = min(SENDFILE_PIECE_OCTETS, end - offset)
+                try:
+                    async with asyncio.timeout(self._output_timeout):
+                        await loop.sendfile(self._transport, f, offset, piece)
+                except TimeoutError:
+                    self._output_expired()
+                    raise ConnectionClosedError from None
+                except (ConnectionError, OSError) as exc:
+                    if self._lost:
+                        raise ConnectionClosedError from exc
+                    raise
+                offset += piece
 
     # --- barriers and compression -------------------------------------------------------------
 

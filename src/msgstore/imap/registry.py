@@ -108,7 +108,9 @@ _ROWS: Final = (
     CommandSpec(b"UID EXPUNGE", SELECTED, BREAKS_SEQS, selected.expunge),
     CommandSpec(b"SEARCH", SELECTED, USES_SEQS, search.search, (b"ESEARCH", b"SEARCHRES")),
     CommandSpec(b"UID SEARCH", SELECTED, BREAKS_SEQS, search.search),
-    CommandSpec(b"SORT", SELECTED, USES_SEQS, sort_thread.sort, (b"SORT", b"SORT=DISPLAY")),
+    CommandSpec(
+        b"SORT", SELECTED, USES_SEQS, sort_thread.sort, (b"SORT", b"SORT=DISPLAY", b"ESORT")
+    ),
     CommandSpec(b"UID SORT", SELECTED, BREAKS_SEQS, sort_thread.sort),
     CommandSpec(
         b"THREAD",

@@ -68,6 +68,20 @@ def ranges_of(values: Iterable[int]) -> tuple[tuple[int, int], ...]:
 class SelectedMailbox:
     """See the module docstring."""
 
+    __slots__ = (
+        "backend",
+        "keywords",
+        "modseq",
+        "opened",
+        "pending_expunge",
+        "readonly",
+        "recent",
+        "reported",
+        "uidnext",
+        "uids",
+        "uidvalidity",
+    )
+
     def __init__(
         self,
         opened: OpenedMailbox,
@@ -136,7 +150,7 @@ class SelectedMailbox:
             for lo, hi in ranges:
                 i = bisect.bisect_left(self.uids, lo)
                 j = bisect.bisect_right(self.uids, hi)
-                out.extend((k + 1, self.uids[k]) for k in range(i, j))
+                out.extend(zip(range(i + 1, j + 1), self.uids[i:j], strict=True))
             return out
         saved_seqs: list[tuple[int, int]] = []
         if seqs.saved and saved:
@@ -145,8 +159,8 @@ class SelectedMailbox:
         for lo, hi in seqs.resolve(n, saved_seqs):
             if lo > n:
                 raise BadCommandError("Invalid message sequence number")
-            for k in range(lo - 1, min(hi, n)):
-                out.append((k + 1, self.uids[k]))
+            top = min(hi, n)
+            out.extend(zip(range(lo, top + 1), self.uids[lo - 1 : top], strict=True))
         return out
 
     def _seqs_in(self, lo: int, hi: int) -> range:

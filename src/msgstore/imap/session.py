@@ -21,18 +21,18 @@ ALPACA defence, ECOSYSTEM.md §13). Input deadlines come from :class:`SessionLim
 config keys): a short one before login, at least 30 minutes after (RFC 9051 §5.4), the IDLE
 keepalive interval, and the per-command deadline the connection enforces.
 
-Connection limits (RELIABILITY.md §3 and §7 case 18) are counted in
-:class:`ConnectionCounts`, one per service (so per server process): a connection from an
-address that already has ``max_connections_per_ip`` connections *not yet logged in* gets
-``* BYE`` at once; a login that would give one account more than ``max_connections_per_user``
-connections from one address gets ``NO [LIMIT]`` and the session stays unauthenticated. A
-connection holds its address slot until it logs in and its account slot until it ends, however
-it ends (``Session.run``'s ``finally``), so killed clients leak nothing.
+Connection limits (RELIABILITY.md §3 and §7 case 18) are counted by the server's anvil
+(``auth/anvil.py``), one table for IMAP and POP3 and for every worker process: a connection
+from an address that already has ``max_connections_per_ip`` connections *not yet logged in*
+gets ``* BYE`` at once; a login that would give one account more than
+``max_connections_per_user`` connections from one address (IMAP and POP3 together) gets ``NO
+[LIMIT]`` and the session stays unauthenticated. A connection holds its address slot until it
+logs in and its account slot until it ends, however it ends (``Session.run``'s ``finally``),
+so killed clients leak nothing; a killed worker's slots go back when its channel closes.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import enum
@@ -43,7 +43,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from msgstore import __version__
+from msgstore import __version__, metrics
+from msgstore.auth.anvil import IP, USER, Anvil, process_anvil, user_slot_key
 from msgstore.auth.sasl import Authenticator
 from msgstore.config import Config
 from msgstore.core.accounts import AccountInfo
@@ -103,6 +104,8 @@ class SessionLimits:
         tls_handshake_timeout: time a client has to finish a TLS handshake.
         command_timeout: time to finish a command once it started (the connection's
             per-command deadline).
+        output_timeout: time the client may leave output unread before it is disconnected
+            (the connection's output deadline).
         max_bad_commands: consecutive BAD replies before BYE (Cassandane Alpaca.pm: 10).
         max_connections_per_user: logged-in connections of one account from one address.
         max_connections_per_ip: not-logged-in connections from one address.
@@ -113,6 +116,7 @@ class SessionLimits:
     idle_keepalive: float = 120.0
     tls_handshake_timeout: float = 30.0
     command_timeout: float = 120.0
+    output_timeout: float = 120.0
     max_bad_commands: int = 10
     max_connections_per_user: int = 10
     max_connections_per_ip: int = 100
@@ -126,41 +130,11 @@ class SessionLimits:
             idle_keepalive=float(max(imap.idle_keepalive, 1)),
             tls_handshake_timeout=float(max(imap.tls_handshake_timeout, 1)),
             command_timeout=float(max(imap.command_timeout, 1)),
+            output_timeout=float(max(imap.output_timeout, 1)),
             max_bad_commands=max(imap.max_bad_commands, 1),
             max_connections_per_user=imap.max_connections_per_user,
             max_connections_per_ip=imap.max_connections_per_ip,
         )
-
-
-class ConnectionCounts:
-    """Open connections by client address (before login) and by account + address (after);
-    see the module docstring. A limit of 0 means no limit."""
-
-    def __init__(self) -> None:
-        self.by_ip: collections.Counter[str] = collections.Counter()
-        self.by_user: collections.Counter[tuple[int, str]] = collections.Counter()
-
-    def enter_ip(self, ip: str, limit: int) -> bool:
-        if limit and self.by_ip[ip] >= limit:
-            return False
-        self.by_ip[ip] += 1
-        return True
-
-    def leave_ip(self, ip: str) -> None:
-        self.by_ip[ip] -= 1
-        if self.by_ip[ip] <= 0:
-            del self.by_ip[ip]
-
-    def enter_user(self, key: tuple[int, str], limit: int) -> bool:
-        if limit and self.by_user[key] >= limit:
-            return False
-        self.by_user[key] += 1
-        return True
-
-    def leave_user(self, key: tuple[int, str]) -> None:
-        self.by_user[key] -= 1
-        if self.by_user[key] <= 0:
-            del self.by_user[key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +146,11 @@ class ImapContext:
     auth: Authenticator
     tls: ssl.SSLContext | None
     limits: SessionLimits = SessionLimits()
-    counts: ConnectionCounts = field(default_factory=ConnectionCounts)
+    #: Connection slots, shared with POP3 and every worker (auth/anvil.py).
+    anvil: Anvil = field(default_factory=process_anvil)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Session:
     """One IMAP connection (module docstring)."""
 
@@ -196,9 +171,9 @@ class Session:
     #: SEARCHRES (RFC 5182): UID ranges of the last SEARCH ... RETURN (SAVE), for ``$``.
     saved_search: tuple[tuple[int, int], ...] | None = None
     log_scope: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-    #: The ConnectionCounts slots this connection holds (module docstring).
+    #: The anvil slots this connection holds (module docstring).
     ip_slot: str | None = None
-    user_slot: tuple[int, str] | None = None
+    user_slot: str | None = None
 
     def __post_init__(self) -> None:
         self.out = ResponseWriter(self.conn)
@@ -248,11 +223,11 @@ class Session:
     def capability_code(self) -> ResponseCode:
         return capability(self.capabilities())
 
-    def admit(self, account: AccountInfo) -> bool:
+    async def admit(self, account: AccountInfo) -> bool:
         """Take an account slot for ``account`` (False: ``max_connections_per_user`` reached)
         and give back the address slot."""
-        key = (int(account.id), self.conn.peer_host)
-        if not self.ctx.counts.enter_user(key, self.ctx.limits.max_connections_per_user):
+        key = user_slot_key(int(account.id), self.conn.peer_host)
+        if not await self.ctx.anvil.enter(USER, key, self.ctx.limits.max_connections_per_user):
             log.info("too many connections of %s from %s", account.name, self.conn.peer_host)
             return False
         self.user_slot = key
@@ -261,13 +236,13 @@ class Session:
 
     def _release_ip(self) -> None:
         if self.ip_slot is not None:
-            self.ctx.counts.leave_ip(self.ip_slot)
+            self.ctx.anvil.leave(IP, self.ip_slot)
             self.ip_slot = None
 
     def _release(self) -> None:
         self._release_ip()
         if self.user_slot is not None:
-            self.ctx.counts.leave_user(self.user_slot)
+            self.ctx.anvil.leave(USER, self.user_slot)
             self.user_slot = None
 
     def logged_in(self, account: AccountInfo) -> None:
@@ -277,6 +252,7 @@ class Session:
             self.ctx.backend, account, allow_anyone=self.ctx.config.acl.allow_anyone
         )
         self.state = State.AUTHENTICATED
+        self.conn.live.logged_in(account.name)
         self.log_scope.enter_context(log_context(ident=account.name))
         log.info("logged in as %s", account.name)
 
@@ -301,7 +277,7 @@ class Session:
         session = secrets.token_urlsafe(6)
         with log_context(service="imap", ident=self.conn.peer_host, session=session):
             peer = self.conn.peer_host
-            if not self.ctx.counts.enter_ip(peer, self.ctx.limits.max_connections_per_ip):
+            if not await self.ctx.anvil.enter(IP, peer, self.ctx.limits.max_connections_per_ip):
                 log.info("too many connections from %s; refused", peer)
                 self.conn.write(b"* BYE [LIMIT] Too many connections from your address\r\n")
                 self.conn.close()
@@ -310,7 +286,11 @@ class Session:
             try:
                 with self.log_scope:
                     await self._loop()
-            except (ConnectionClosedError, ServiceClosingError):
+            except ServiceClosingError:  # inside a command that reads (IDLE): still say BYE
+                with contextlib.suppress(ConnectionClosedError):
+                    self.bye(self.conn.closing_reason)
+                    await self.out.flush()
+            except ConnectionClosedError:
                 pass
             finally:
                 self._release()
@@ -338,7 +318,7 @@ class Session:
                 self.bye("Autologout; idle for too long")
                 break
             except ServiceClosingError:
-                self.bye("Server shutting down")
+                self.bye(self.conn.closing_reason)
                 break
             if isinstance(event, SendContinuation):
                 self.out.write(b"+ " + event.text + b"\r\n")
@@ -376,6 +356,7 @@ class Session:
         from msgstore.imap.registry import REGISTRY
 
         unit = ready.unit
+        self.conn.live.command()
         try:
             try:
                 tag, name, pos = read_name(unit)
@@ -428,6 +409,7 @@ class Session:
         except Exception:
             incident = incident_id()
             log.error("internal error [%s] in %s", incident, cmd.name.decode(), exc_info=True)
+            metrics.error("imap")
             reply = internal_error(incident)
         if self.selected is not None and not self.finished:
             try:

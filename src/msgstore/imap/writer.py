@@ -13,6 +13,10 @@
   ``loop.sendfile`` (zero copy); on TLS or COMPRESS, or under a loop without ``sendfile``
   (uvloop raises NotImplementedError), it is read in chunks with ``pread`` and written with
   ``drain()`` between chunks.
+- **The output cap** (RELIABILITY.md §7 case 13): a command that writes many responses calls
+  :meth:`ResponseWriter.pace` between them; once the transport is over its high-water mark it
+  waits there for the client (under ``[imap] output_timeout``, see ``connection.py``), so what
+  one session holds unsent is at most :data:`FLUSH_OCTETS` here plus the transport's buffer.
 """
 
 from __future__ import annotations
@@ -61,6 +65,12 @@ class ResponseWriter:
         if self._buf:
             self._conn.write(bytes(self._buf))
             self._buf.clear()
+
+    async def pace(self) -> None:
+        """Between the responses of a long command: wait for the client while it is behind
+        (module docstring). Costs nothing while the client keeps up."""
+        if self._conn.output_waiting:
+            await self.flush()
 
     async def flush(self) -> None:
         """Hand everything queued to the transport and wait for its buffer to drain."""

@@ -15,6 +15,10 @@ Two paths, one output (``tests/imap_server/test_fetch_paths.py`` checks it byte 
   the index thread while this one is formatted; each chunk's responses are built with bytes
   joins, written as one piece and followed by ``drain()`` (a client that does not read stops
   the server), with no await per message.
+  When every item is one of :data:`FLAG_ATTRS` (UID, FLAGS, MODSEQ) and the backend offers
+  ``SupportsFlagScan``, the chunks come from ``fetch_flags`` instead: ``(uid, modseq,
+  flags)`` rows without a ``MessageMeta`` each, formatted through one precomputed template
+  per item list (``FETCH 1:* (FLAGS)`` of 100,000 messages: see docs/benchmarks.md).
 - **Everything else**: messages in batches of :data:`BATCH` (one ``fetch_meta`` each) and
   written item by item. The implicit ``\\Seen`` of BODY[]/BINARY[]/RFC822[.TEXT] is one
   ``store_flags`` for the whole set, committed before the first response: RFC 9051 §6.4.5
@@ -31,13 +35,14 @@ import asyncio
 import binascii
 import contextlib
 import datetime as dt
-from collections.abc import Sequence
+import operator
+from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Final
 
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.core.flags import SEEN, FlagOp
-from msgstore.core.ids import ModSeq, Uid
+from msgstore.core.ids import ModSeq, Uid, UidSet
 from msgstore.imap.selected import ranges_of
 from msgstore.imap.syntax.args import Command, FetchArgs
 from msgstore.imap.syntax.fetchatt import (
@@ -60,7 +65,7 @@ from msgstore.imap.syntax.responses import (
     encode_flag_list,
 )
 from msgstore.mime.partmap import PartInfo, PartMap
-from msgstore.storage.base import BodyReader, MessageMeta, Want
+from msgstore.storage.base import BodyReader, MessageMeta, SupportsFlagScan, Want
 
 if TYPE_CHECKING:
     from msgstore.imap.session import Session
@@ -69,6 +74,8 @@ if TYPE_CHECKING:
 BATCH: Final = 256
 #: Messages per metadata query (and per write + drain) on the metadata-only path.
 META_CHUNK: Final = 5000
+#: Messages per ``fetch_flags`` call on the flag-scan path.
+FLAG_CHUNK: Final = 20_000
 #: Bodies opened concurrently on the per-message path.
 OPEN_AHEAD: Final = 8
 #: Items answered from the index row alone (the metadata-only path).
@@ -366,7 +373,11 @@ async def fetch(s: Session, cmd: Command) -> StatusResponse:
             s.out.send(Vanished(ranges_of(gone), earlier=True))
     done = StatusResponse(Status.OK, f"{cmd.name.decode()} completed")
     if all(isinstance(item, FetchAttr) and item in META_ATTRS for item in items):
-        await _fetch_meta_only(s, pairs, items, args.changed_since)
+        backend_ = s.ctx.backend
+        if all(item in FLAG_ATTRS for item in items) and isinstance(backend_, SupportsFlagScan):
+            await _fetch_flags_only(s, backend_, pairs, items, args.changed_since)
+        else:
+            await _fetch_meta_only(s, pairs, items, args.changed_since)
         return done
     want = _want(items)
     newly_seen: set[int] = set()
@@ -411,6 +422,7 @@ async def fetch(s: Session, cmd: Command) -> StatusResponse:
                             "Unknown content-transfer-encoding",
                             ResponseCode(Code.UNKNOWN_CTE),
                         )
+                    await s.out.pace()
     return done
 
 
@@ -498,6 +510,114 @@ async def _fetch_meta_only(
         if pending is not None and not pending.done():
             pending.cancel()
             pending.add_done_callback(_drop_result)
+
+
+#: Items the flag-scan path answers, and the position of each in its per-row values.
+FLAG_ATTRS: Final = {FetchAttr.UID: 1, FetchAttr.FLAGS: 3, FetchAttr.MODSEQ: 2}
+_FLAG_FIELDS: Final = {
+    FetchAttr.UID: b"UID %d",
+    FetchAttr.FLAGS: b"FLAGS %b",
+    FetchAttr.MODSEQ: b"MODSEQ (%d)",
+}
+
+
+async def _fetch_flags_only(
+    s: Session,
+    scan: SupportsFlagScan,
+    pairs: Sequence[tuple[int, int]],
+    items: Sequence[FetchItem],
+    changed_since: int | None,
+) -> None:
+    """FETCH of UID/FLAGS/MODSEQ only, from ``fetch_flags`` (module docstring)."""
+    sel = s.selected
+    assert sel is not None
+    owner, mailbox = sel.opened.owner, sel.opened.id
+    chunks = [pairs[i : i + FLAG_CHUNK] for i in range(0, len(pairs), FLAG_CHUNK)]
+    recent: AbstractSet[int] = frozenset() if s.rev2 else sel.recent
+    attrs = [item for item in items if isinstance(item, FetchAttr)]  # all of them
+    template = b"* %d FETCH (" + b" ".join(_FLAG_FIELDS[a] for a in attrs) + b")\r\n"
+    pick = operator.itemgetter(0, *(FLAG_ATTRS[a] for a in attrs))
+    flags_only = attrs == [FetchAttr.FLAGS]
+    listed_by_flags: dict[frozenset[str], bytes] = {}
+    listed_recent: dict[frozenset[str], bytes] = {}
+
+    def listed(flags: frozenset[str], uid: int) -> bytes:
+        is_recent = uid in recent
+        cache = listed_recent if is_recent else listed_by_flags
+        text = cache.get(flags)
+        if text is None:
+            names = sorted(flags)
+            if is_recent:
+                names.append("\\Recent")
+            text = cache[flags] = encode_flag_list(names)
+        return text
+
+    def uid_set(chunk: Sequence[tuple[int, int]]) -> UidSet:
+        lo, hi = chunk[0][1], chunk[-1][1]
+        if hi - lo == len(chunk) - 1:  # ascending and unique: one run, no sort needed
+            return UidSet(((lo, hi),))
+        return sel.uid_set(chunk)
+
+    pending: asyncio.Future[list[tuple[int, int, frozenset[str]]]] | None = None
+    try:
+        for n, chunk in enumerate(chunks):
+            if pending is None:
+                pending = asyncio.ensure_future(scan.fetch_flags(owner, mailbox, uid_set(chunk)))
+            rows = await pending
+            pending = None
+            if n + 1 < len(chunks):  # the next query runs while this chunk is formatted
+                pending = asyncio.ensure_future(
+                    scan.fetch_flags(owner, mailbox, uid_set(chunks[n + 1]))
+                )
+            lines: list[bytes] = []
+            line = lines.append
+            if changed_since is None and not recent and flags_only and len(rows) == len(chunk):
+                # The common resync: FETCH 1:* (FLAGS), every message there (rows are a
+                # subset of the chunk, both ascending: equal lengths mean equal UIDs).
+                get = listed_by_flags.get
+                for (seq, _), (uid, _, flags) in zip(chunk, rows, strict=True):
+                    text = get(flags)
+                    if text is None:
+                        text = listed(flags, uid)
+                    line(b"* %d FETCH (FLAGS %b)\r\n" % (seq, text))
+            else:
+                for seq, uid, modseq, flags in _merge(chunk, rows):
+                    if changed_since is not None and modseq <= changed_since:
+                        continue
+                    line(template % pick((seq, uid, modseq, listed(flags, uid))))
+            if lines:
+                s.out.write(b"".join(lines))
+            if pending is not None:
+                await s.out.flush()
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            pending.add_done_callback(_drop_flags)
+
+
+def _merge(
+    chunk: Sequence[tuple[int, int]], rows: list[tuple[int, int, frozenset[str]]]
+) -> Iterator[tuple[int, int, int, frozenset[str]]]:
+    """``(seq, uid, modseq, flags)`` of the rows whose UID is in ``chunk``; both ascending by
+    UID, the rows a subset of the chunk (``fetch_flags`` returns only messages it was asked
+    for). Usually every requested message exists: then a plain zip."""
+    if len(rows) == len(chunk):
+        for (seq, _), (uid, modseq, flags) in zip(chunk, rows, strict=True):
+            yield seq, uid, modseq, flags
+        return
+    i, count = 0, len(chunk)
+    for uid, modseq, flags in rows:
+        while i < count and chunk[i][1] < uid:
+            i += 1
+        if i == count:
+            return
+        if chunk[i][1] == uid:
+            yield chunk[i][0], uid, modseq, flags
+
+
+def _drop_flags(task: asyncio.Future[list[tuple[int, int, frozenset[str]]]]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _meta_responses(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from typing import TYPE_CHECKING
 
 from msgstore.imap.framer import CommandReady, FramingError, discard_unit
@@ -28,54 +29,69 @@ if TYPE_CHECKING:
 
 async def idle(s: Session, cmd: Command) -> StatusResponse:
     s.out.write(b"+ idling\r\n")
-    async with contextlib.AsyncExitStack() as stack:
-        watcher: ChangeWatcher | None = None
-        if s.selected is not None:
-            # Watch first, then sync: a change committed in between wakes the watcher instead
-            # of waiting unseen for the next one.
-            opened = s.selected.opened
-            watcher = await stack.enter_async_context(s.ctx.backend.watch(opened.owner, opened.id))
-        await s.sync(allow_expunge=True)
-        await s.out.flush()
-        read: asyncio.Task[None] | None = None
-        watch: asyncio.Task[None] | None = None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + s.ctx.limits.auth_timeout
-        try:
-            while True:
-                left = deadline - loop.time()
-                if left <= 0:
-                    s.bye("Autologout; idle for too long")
+    if s.selected is None:
+        return await _idle(s, None)
+    # Watch first, then sync: a change committed in between wakes the watcher instead of
+    # waiting unseen for the next one.
+    opened = s.selected.opened
+    async with s.ctx.backend.watch(opened.owner, opened.id) as watcher:
+        return await _idle(s, watcher)
+
+
+async def _idle(s: Session, watcher: ChangeWatcher | None) -> StatusResponse:
+    """The wait (module docstring). One future per wait, completed by the connection on
+    input and by the watcher's task on a change: an idle session holds its own task, the
+    watcher's, and nothing else (RSS per idle connection, docs/benchmarks.md)."""
+    await s.sync(allow_expunge=True)
+    await s.out.flush()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + s.ctx.limits.auth_timeout
+    watch: asyncio.Task[None] | None = None
+    try:
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                s.bye("Autologout; idle for too long")
+                return StatusResponse(Status.OK, "IDLE terminated")
+            if watch is None and watcher is not None:
+                watch = loop.create_task(watcher.wait())
+            wake: asyncio.Future[None] = loop.create_future()
+            s.conn.notify_readable(wake)
+            woken = functools.partial(_wake, wake)
+            if watch is not None:
+                watch.add_done_callback(woken)
+            try:
+                async with asyncio.timeout(min(s.ctx.limits.idle_keepalive, left)):
+                    await wake
+                timed_out = False
+            except TimeoutError:
+                timed_out = True
+            finally:
+                s.conn.forget_waiter(wake)
+                if watch is not None:
+                    watch.remove_done_callback(woken)
+            if s.conn.readable:
+                return await _end(s)
+            if watch is not None and watch.done():
+                watch.result()
+                watch = None
+                await s.sync(allow_expunge=True)
+                if s.finished:
                     return StatusResponse(Status.OK, "IDLE terminated")
-                if read is None:
-                    read = asyncio.ensure_future(s.conn.wait_readable())
-                if watch is None and watcher is not None:
-                    watch = asyncio.ensure_future(watcher.wait())
-                waiting = {t for t in (read, watch) if t is not None}
-                done, _ = await asyncio.wait(
-                    waiting,
-                    timeout=min(s.ctx.limits.idle_keepalive, left),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if read in done:
-                    read = None
-                    return await _end(s)
-                if watch is not None and watch in done:
-                    watch.result()
-                    watch = None
-                    await s.sync(allow_expunge=True)
-                    if s.finished:
-                        return StatusResponse(Status.OK, "IDLE terminated")
-                    await s.out.flush()
-                if not done and loop.time() < deadline:
-                    s.out.send(StatusResponse(Status.OK, "Still here"))
-                    await s.out.flush()
-        finally:
-            for task in (read, watch):
-                if task is not None and not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await s.out.flush()
+            elif timed_out and loop.time() < deadline:
+                s.out.send(StatusResponse(Status.OK, "Still here"))
+                await s.out.flush()
+    finally:
+        if watch is not None and not watch.done():
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+
+
+def _wake(wake: asyncio.Future[None], _: object) -> None:
+    if not wake.done():
+        wake.set_result(None)
 
 
 async def _end(s: Session) -> StatusResponse:

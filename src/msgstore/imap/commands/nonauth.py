@@ -85,7 +85,7 @@ async def _login(s: Session, attempt: Awaitable[AccountInfo]) -> StatusResponse:
         if s.login_failed():
             s.bye("Too many failed logins")
         return StatusResponse(Status.NO, exc.public, ResponseCode(code))
-    if not s.admit(account):
+    if not await s.admit(account):
         return StatusResponse(
             Status.NO, "Too many connections for this account", ResponseCode(Code.LIMIT)
         )

@@ -1,4 +1,5 @@
-"""SORT, THREAD and their UID forms (RFC 5256; DISPLAYFROM/DISPLAYTO of RFC 5957).
+"""SORT, THREAD and their UID forms (RFC 5256; DISPLAYFROM/DISPLAYTO of RFC 5957; ESORT
+return options of RFC 5267).
 
 Both first run the search program (``search.matching``), then order or thread the matching
 messages using only what was computed at delivery: the header index (``sort-subject`` is the
@@ -33,15 +34,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from msgstore.imap.commands.search import matching
+from msgstore.imap.selected import ranges_of
 from msgstore.imap.syntax.args import (
     Command,
+    SearchReturn,
     SortArgs,
     SortCriterion,
     SortKey,
     ThreadAlgorithm,
     ThreadArgs,
 )
-from msgstore.imap.syntax.responses import Status, StatusResponse
+from msgstore.imap.syntax.responses import ESearchData, Status, StatusResponse
 from msgstore.mime.address import is_group_marker, parse_address_list
 from msgstore.storage.base import MessageMeta
 
@@ -162,18 +165,52 @@ def sort_messages(msgs: list[_Msg], criteria: Iterable[SortCriterion]) -> list[_
     return out
 
 
+def ordered_runs(numbers: Iterable[int]) -> tuple[tuple[int, int], ...]:
+    """ESORT ``ALL`` (RFC 5267 §3.2): the numbers in sort order as a sequence-set. Only
+    ascending consecutive runs become ranges (``3:5`` = 3,4,5); a descending step is written
+    out, so a client reading ranges either way rebuilds the same order."""
+    out: list[tuple[int, int]] = []
+    for n in numbers:
+        if out and n == out[-1][1] + 1:
+            out[-1] = (out[-1][0], n)
+        else:
+            out.append((n, n))
+    return tuple(out)
+
+
 async def sort(s: Session, cmd: Command) -> StatusResponse:
     args = cmd.args
     assert isinstance(args, SortArgs)
-    if args.returns is not None:
-        return StatusResponse(Status.BAD, "ESORT return options are not supported")
     msgs, uses_modseq = await _messages(s, args)
     ordered = sort_messages(msgs, args.criteria)
-    line = b"* SORT" + b"".join(b" %d" % m.number(cmd.uid) for m in ordered)
-    if uses_modseq and ordered:
-        line += b" (MODSEQ %d)" % max(m.modseq for m in ordered)
-    s.out.write(line + b"\r\n")
-    return StatusResponse(Status.OK, f"{cmd.name.decode()} completed")
+    done = StatusResponse(Status.OK, f"{cmd.name.decode()} completed")
+    top_modseq = max(m.modseq for m in ordered) if uses_modseq and ordered else None
+    if args.returns is None:
+        line = b"* SORT" + b"".join(b" %d" % m.number(cmd.uid) for m in ordered)
+        if top_modseq is not None:
+            line += b" (MODSEQ %d)" % top_modseq
+        s.out.write(line + b"\r\n")
+        return done
+    # ESORT (RFC 5267 §3.2): MIN/MAX are the first/last message in sort order, ALL keeps
+    # the order; an empty RETURN () means ALL, as for ESEARCH (RFC 4731 §3.1).
+    wanted = args.returns or frozenset({SearchReturn.ALL})
+    if SearchReturn.SAVE in wanted:
+        s.saved_search = ranges_of(m.uid for m in ordered)
+        if wanted == {SearchReturn.SAVE}:
+            return done
+    numbers = [m.number(cmd.uid) for m in ordered]
+    s.out.send(
+        ESearchData(
+            cmd.tag,
+            uid=cmd.uid,
+            min=numbers[0] if numbers and SearchReturn.MIN in wanted else None,
+            max=numbers[-1] if numbers and SearchReturn.MAX in wanted else None,
+            all=ordered_runs(numbers) if numbers and SearchReturn.ALL in wanted else None,
+            count=len(numbers) if SearchReturn.COUNT in wanted else None,
+            modseq=top_modseq,
+        )
+    )
+    return done
 
 
 # --- THREAD -----------------------------------------------------------------------------------
