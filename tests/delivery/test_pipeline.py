@@ -220,7 +220,7 @@ async def test_mailbox_choice_and_fallback(ctx: ManagementContext) -> None:
     for user, requested, expected in targets:
         target = await p.check(user, mailbox=requested)
         assert isinstance(target, Target)
-        assert target.mailbox.name == expected
+        assert target.mailbox_name == expected
 
 
 async def test_internal_date_is_kept(ctx: ManagementContext) -> None:

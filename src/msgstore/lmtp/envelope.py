@@ -62,10 +62,21 @@ def trace_fields(
     sender = "" if envelope.sender is None else str(envelope.sender)
     when = email.utils.format_datetime(now or dt.datetime.now(dt.UTC).astimezone())
     keyword = protocol_keyword(protocol, peer, envelope.mail.smtputf8)
+    # A Unix-socket peer has no address; RFC 5321 §4.4 makes the TCP-info optional.
+    tcp_info = f" ([{peer.address}])" if peer.address else ""
     text = (
         f"Return-Path: <{sender}>\r\n"
-        f"Received: from {peer.helo} ([{peer.address}])\r\n"
+        f"Received: from {peer.helo}{tcp_info}\r\n"
         f"\tby {hostname} (msgstore) with {keyword} id {session_id};\r\n"
         f"\t{when}\r\n"
     )
     return text.encode("utf-8")
+
+
+def return_path_octets(trace: bytes) -> int:
+    """Octets of the ``Return-Path`` field at the start of :func:`trace_fields`' output: the
+    part only a final delivery carries (RFC 5321 §4.4), left out of forwarded copies."""
+    if not trace.startswith(b"Return-Path:"):
+        return 0
+    end = trace.find(b"\r\n")
+    return end + 2 if end >= 0 else 0

@@ -4,7 +4,7 @@
 :func:`outcome_reply` turns a delivery outcome into the reply for its recipient:
 
 - ``Accepted`` -> ``250 2.0.0``;
-- ``Rejected`` -> the table entry (5xx);
+- ``Rejected`` -> the table entry (5xx); a mail loop (Delivered-To) -> ``554 5.4.6``;
 - ``Deferred`` -> the table entry made temporary (``552 5.2.2`` -> ``452 4.2.2``: same
   subject and detail, class 4), and ``452 4.3.1`` when the disk was full.
 
@@ -99,6 +99,7 @@ CLOSING: Final = Reply(421, "4.3.2")
 TIMEOUT: Final = Reply(421, "4.4.2")
 TOO_MANY_ERRORS: Final = Reply(421, "4.7.0")
 TLS_NOT_AVAILABLE: Final = Reply(454, "4.7.0")
+MAIL_LOOP: Final = Reply(554, "5.4.6")  # routing loop detected (Delivered-To)
 
 
 def outcome_reply(outcome: Outcome) -> bytes:
@@ -106,7 +107,8 @@ def outcome_reply(outcome: Outcome) -> bytes:
     if isinstance(outcome, Accepted):
         return OK.line(f"<{outcome.recipient}> Delivered")
     if isinstance(outcome, Rejected):
-        return kind_reply(outcome.kind).line(f"<{outcome.recipient}> {outcome.text}")
+        reply = MAIL_LOOP if outcome.loop else kind_reply(outcome.kind)
+        return reply.line(f"<{outcome.recipient}> {outcome.text}")
     if isinstance(outcome, Deferred):
         reply = STORAGE_FULL if outcome.storage_full else kind_reply(outcome.kind).temporary()
         return reply.line(f"<{outcome.recipient}> {outcome.text}")

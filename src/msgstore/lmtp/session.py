@@ -31,14 +31,14 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Final
 
-from msgstore import __version__
+from msgstore import __version__, metrics
 from msgstore.config import LmtpSection, SmtpSection
 from msgstore.core.address import parse_address, parse_reverse_path
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.delivery.pipeline import Accepted, DeliveryPipeline, Outcome, Rejected, Target
 from msgstore.lmtp import errors as e
 from msgstore.lmtp.data import Abort, BdatSource, DataSource
-from msgstore.lmtp.envelope import Envelope, Peer, trace_fields
+from msgstore.lmtp.envelope import Envelope, Peer, return_path_octets, trace_fields
 from msgstore.lmtp.protocol import (
     BodyType,
     Command,
@@ -199,6 +199,7 @@ class Session:
 
     def reply_outcomes(self, replies: list[bytes], outcomes: list[Outcome]) -> None:
         """LMTP: every reply, in RCPT order. SMTP: 250, or the first failure's reply."""
+        metrics.deliveries(self.ctx.protocol.value, replies)
         if self.ctx.protocol is Protocol.LMTP:
             for reply in replies:
                 self.send(reply)
@@ -212,15 +213,21 @@ class Session:
     async def deliver(self, source: DataSource | BdatSource) -> list[Outcome]:
         envelope = self.envelope
         assert envelope is not None
+        trace = self.trace(envelope)
         try:
             return await self.ctx.pipeline.deliver(
-                envelope.recipients, source, header_prefix=self.trace(envelope)
+                envelope.recipients,
+                source,
+                header_prefix=trace,
+                sender="" if envelope.sender is None else str(envelope.sender),
+                local_only_octets=return_path_octets(trace),
             )
         except (TimeoutError, Abort, ServiceClosingError, ConnectionClosedError, OSError):
             raise
         except Exception:
             incident = secrets.token_hex(4)
             log.error("internal error during delivery [%s]", incident, exc_info=True)
+            metrics.error(self.ctx.protocol.value)
             text = f"Internal error [{incident}]"
             return [Rejected(t.recipient, ErrorKind.INTERNAL, text) for t in envelope.recipients]
 
@@ -300,10 +307,16 @@ async def rcpt(session: Session, cmd: Command) -> None:
     try:
         if "@" in inner.rpartition(":")[2] or inner.startswith("@"):
             address = parse_address(args.path, smtputf8=smtputf8)
-            if ctx.protocol is Protocol.SMTP and not ctx.pipeline.is_local_domain(address.domain):
-                session.send(e.NO_RELAY.line("Relaying denied"))
-                return
             recipient = str(address)
+            if (
+                ctx.protocol is Protocol.SMTP
+                and not ctx.pipeline.is_local_domain(address.domain)
+                and not await ctx.pipeline.is_forward(recipient)
+            ):
+                # Relaying only for addresses of the forwarding database (docs/delivery.md).
+                session.send(reply := e.NO_RELAY.line("Relaying denied"))
+                metrics.rejection(ctx.protocol.value, "relay-denied", reply)
+                return
         else:
             # A bare user name (<alice>, <Postmaster>): valid over LMTP and SMTP here.
             recipient = parse_address(f"{inner}@localhost", smtputf8=smtputf8).local
@@ -315,7 +328,8 @@ async def rcpt(session: Session, cmd: Command) -> None:
         envelope.recipients.append(checked)
         session.send(e.RECIPIENT_OK.line(f"<{recipient}> OK"))
         return
-    session.send(e.outcome_reply(checked))
+    session.send(reply := e.outcome_reply(checked))
+    metrics.rejection(ctx.protocol.value, checked.kind.value, reply)
     if checked.kind is ErrorKind.NOT_FOUND:
         session.unknown += 1
         limit = ctx.limits.max_unknown_recipients
