@@ -78,7 +78,7 @@ def test_deliver_over_quota_is_73_and_usage_is_unchanged(msgstore: Msgstore) -> 
     assert msgstore.deliver("bob", message=b"Subject: small\r\n\r\nfits\r\n").code == 0
     before = msgstore.json("quota", "show", "bob")
     big = b"Subject: big\r\n\r\n" + b"x" * 1000 + b"\r\n"
-    assert_one_line_error(msgstore.deliver("bob", message=big), 73, "bob", "quota")
+    assert_one_line_error(msgstore.deliver("bob", message=big), 73, "bob", "Quota exceeded")
     assert msgstore.json("quota", "show", "bob") == before
 
 

@@ -142,25 +142,49 @@ def test_parameters_are_derived_from_fields() -> None:
     add = {p.name: p for p in spec_of(AccountAdd).params}
     assert add["password"].type is Secret
     assert add["password"].required
-    assert add["quota"].default == UNLIMITED
+    assert add["quota"].default is None  # not given: [store] default_quota
+    assert add["quota"].parse("unlimited") == UNLIMITED
 
 
 def test_registry_names_every_operation() -> None:
-    assert sorted(load_operations()) == [
+    """The operations of this module set are all registered (others add their own)."""
+    assert set(load_operations()) >= {
         "account add",
         "account delete",
+        "account export",
         "account list",
         "account modify",
+        "account reconstruct",
+        "account rename",
+        "account restore",
+        "account search",
         "account show",
+        "acl delete",
+        "acl set",
+        "acl show",
+        "audit list",
         "mailbox create",
         "mailbox delete",
         "mailbox list",
         "mailbox rename",
+        "mailbox status",
+        "password reset",
         "password set",
+        "public acl delete",
+        "public acl set",
+        "public acl show",
+        "public create",
+        "public delete",
+        "public list",
+        "public owner",
+        "public quota set",
+        "public quota show",
         "quota set",
         "quota show",
-    ]
+        "stats show",
+    }
     assert load_operations()["account delete"].confirm
+    assert load_operations()["public delete"].confirm
     assert not load_operations()["account add"].confirm
 
 

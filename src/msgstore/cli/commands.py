@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-from msgstore.cli import config_cmd, deliver, demo, operations, reconstruct, serve
+from msgstore.cli import (
+    completion,
+    config_cmd,
+    db,
+    deliver,
+    demo,
+    migrate,
+    operations,
+    reconstruct,
+    serve,
+)
 
 
 def register(group: click.Group) -> None:
@@ -15,3 +25,6 @@ def register(group: click.Group) -> None:
     deliver.register(group)
     demo.register(group)
     reconstruct.register(group)
+    migrate.register(group)
+    db.register(group)
+    completion.register(group)

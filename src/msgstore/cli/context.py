@@ -1,4 +1,5 @@
-"""State shared by every subcommand: where the configuration and the data live."""
+"""State shared by every subcommand: where the configuration and the data live, or which
+server to talk to (remote mode)."""
 
 from __future__ import annotations
 
@@ -10,3 +11,9 @@ from pathlib import Path
 class CliContext:
     config_path: Path | None
     data_dir: Path | None
+    #: Remote mode: the msgstore web listener (``--url``); None works on the data directory.
+    url: str | None = None
+    #: The store account to authenticate as in remote mode (``--user``).
+    user: str | None = None
+    #: Read that account's password from the first line of standard input.
+    password_stdin: bool = False

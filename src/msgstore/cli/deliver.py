@@ -20,6 +20,7 @@ prepends trace headers; this one has no SMTP envelope to trace).
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import AsyncIterator
 from typing import BinaryIO, Final
@@ -46,6 +47,11 @@ async def read_chunks(stream: BinaryIO, size: int = CHUNK_OCTETS) -> AsyncIterat
 async def _deliver(recipients: tuple[str, ...], mailbox: str | None) -> int:
     from msgstore.delivery.pipeline import Accepted, DeliveryPipeline, Rejected
 
+    # The MTA turns standard error into the bounce text: one line per failed recipient, and
+    # nothing else. Log records of the layers below (no logging is configured here) would
+    # otherwise reach stderr through logging's last-resort handler.
+    if not logging.getLogger().handlers:
+        logging.getLogger("msgstore").addHandler(logging.NullHandler())
     async with management_context(cli_context()) as ctx:
         pipeline = DeliveryPipeline.from_config(ctx.backend, ctx.config)
         outcomes = await pipeline.deliver_message(

@@ -17,7 +17,7 @@ import click
 
 from msgstore.cli.runtime import cli_context, run_with_store
 from msgstore.core.errors import ErrorKind, StoreError
-from msgstore.management.operation import ManagementContext, Secret
+from msgstore.management.operation import ManagementContext, Secret, run_operation
 
 DEMO_ACCOUNT: Final = "demo"
 
@@ -60,7 +60,7 @@ async def make_demo(ctx: ManagementContext) -> str | None:
 
     password = secrets.token_urlsafe(12)
     try:
-        await AccountAdd(name=DEMO_ACCOUNT, password=Secret(password)).run(ctx)
+        await run_operation(AccountAdd(name=DEMO_ACCOUNT, password=Secret(password)), ctx)
     except StoreError as exc:
         if exc.kind is ErrorKind.EXISTS:
             return None

@@ -68,11 +68,59 @@ class MsgstoreGroup(click.Group):
     envvar="MSGSTORE_DATA",
     help="Data directory (overrides [store] data_dir). Default: ./data",
 )
+@click.option(
+    "--url",
+    envvar="MSGSTORE_URL",
+    metavar="URL",
+    help="Remote mode: run management commands through the REST API of the msgstore web "
+    "listener at URL (e.g. https://mail.example.org) instead of on the data directory.",
+)
+@click.option(
+    "--user",
+    envvar="MSGSTORE_USER",
+    metavar="NAME",
+    help="Remote mode: the store account to act as (it needs the manager privilege for most "
+    "commands). Password: --password-stdin, MSGSTORE_PASSWORD, or a prompt.",
+)
+@click.option(
+    "--password-stdin",
+    "password_stdin",
+    is_flag=True,
+    help="Remote mode: read the account's password from the first line of standard input.",
+)
 @click.version_option(__version__, prog_name="msgstore")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> None:
-    """msgstore: an IMAP-first mail store."""
-    ctx.obj = CliContext(config_path=config_path, data_dir=data_dir)
+def cli(
+    ctx: click.Context,
+    config_path: Path | None,
+    data_dir: Path | None,
+    url: str | None,
+    user: str | None,
+    password_stdin: bool,
+) -> None:
+    """msgstore: an IMAP-first mail store.
+
+    Management commands work on the data directory (--data, --config) as the
+    operating-system administrator, or with --url and --user through the REST API of a
+    running server as a store account.
+    """
+    if (url is None) != (user is None):
+        raise click.UsageError("--url and --user go together (remote mode)")
+    if url is not None and ctx.invoked_subcommand is not None:
+        from msgstore.cli.operations import COMMANDS
+
+        if ctx.invoked_subcommand not in {path[0] for path in COMMANDS} | {"completion"}:
+            raise click.UsageError(
+                f"'{ctx.invoked_subcommand}' works on the data directory, not in remote mode "
+                "(--url)"
+            )
+    ctx.obj = CliContext(
+        config_path=config_path,
+        data_dir=data_dir,
+        url=url,
+        user=user,
+        password_stdin=password_stdin,
+    )
 
 
 def _register() -> None:

@@ -22,9 +22,11 @@ from the REST API or the Python API. The mapping from field to command line:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import sys
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Final
 
 import click
 
@@ -33,7 +35,17 @@ from msgstore.cli.printers import print_result
 from msgstore.cli.runtime import cli_context, run_with_store
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.management import load_operations
-from msgstore.management.operation import ManagementContext, OperationSpec, Param, Secret
+from msgstore.management.operation import (
+    ManagementContext,
+    Operation,
+    OperationSpec,
+    Param,
+    Secret,
+    run_operation,
+)
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 #: Command path -> operation name. Every operation appears at least once (a test checks).
 COMMANDS: Final[dict[tuple[str, ...], str]] = {
@@ -42,20 +54,72 @@ COMMANDS: Final[dict[tuple[str, ...], str]] = {
     ("account", "list"): "account list",
     ("account", "show"): "account show",
     ("account", "modify"): "account modify",
+    ("account", "search"): "account search",
+    ("account", "rename"): "account rename",
+    ("account", "reconstruct"): "account reconstruct",
+    ("account", "export"): "account export",
+    ("account", "restore"): "account restore",
     ("passwd",): "password set",
+    ("password", "set"): "password set",
+    ("password", "reset"): "password reset",
+    ("mailbox", "status"): "mailbox status",
+    ("acl", "show"): "acl show",
+    ("acl", "set"): "acl set",
+    ("acl", "delete"): "acl delete",
+    ("public", "list"): "public list",
+    ("public", "create"): "public create",
+    ("public", "delete"): "public delete",
+    ("public", "owner"): "public owner",
+    ("public", "acl", "show"): "public acl show",
+    ("public", "acl", "set"): "public acl set",
+    ("public", "acl", "delete"): "public acl delete",
+    ("public", "quota", "show"): "public quota show",
+    ("public", "quota", "set"): "public quota set",
+    ("stats", "show"): "stats show",
+    ("audit", "list"): "audit list",
     ("mailbox", "list"): "mailbox list",
     ("mailbox", "create"): "mailbox create",
     ("mailbox", "delete"): "mailbox delete",
     ("mailbox", "rename"): "mailbox rename",
     ("quota", "set"): "quota set",
     ("quota", "show"): "quota show",
+    ("forward", "add"): "forward add",
+    ("forward", "del"): "forward delete",
+    ("forward", "list"): "forward list",
+    ("forward", "show"): "forward show",
+    ("queue", "list"): "queue list",
+    ("queue", "show"): "queue show",
+    ("queue", "flush"): "queue flush",
+    ("queue", "retry"): "queue retry",
+    ("queue", "delete"): "queue delete",
+    ("token", "create"): "token create",
+    ("token", "list"): "token list",
+    ("token", "revoke"): "token revoke",
+    ("session", "list"): "session list",
+    ("session", "kill"): "session kill",
+    ("stats", "live"): "stats live",
 }
 #: Other spellings accepted but not listed in --help.
-ALIASES: Final[dict[tuple[str, ...], str]] = {("account", "delete"): "account delete"}
+ALIASES: Final[dict[tuple[str, ...], str]] = {
+    ("account", "delete"): "account delete",
+    ("forward", "delete"): "forward delete",
+}
 GROUP_HELP: Final = {
-    "account": "Create, list, show, change and delete accounts.",
-    "mailbox": "List, create, delete and rename an account's mailboxes.",
+    "account": "Create, list, search, show, change, rename, delete, reconstruct, export and "
+    "restore accounts.",
+    "password": "Set an account's password, or reset it to a generated one.",
+    "acl": "Show and change the access rights (RFC 4314) on any account's mailbox.",
+    "public": "Public folders: create, delete, list, owners, ACLs and quota.",
+    "public acl": "Show and change a public folder's access rights.",
+    "public quota": "Show and set the quota of the public folder tree.",
+    "audit": "The record of management changes: who, from where, what, when.",
+    "mailbox": "List, create, delete, rename an account's mailboxes and show their status.",
     "quota": "Show and set an account's quota limits.",
+    "forward": "Forward mail for an address to accounts, public folders or elsewhere.",
+    "queue": "Show and manage the outbound relay queue.",
+    "token": "Create, list and revoke bearer tokens for the REST API.",
+    "session": "List and disconnect the live sessions of the running server.",
+    "stats": "Statistics of the store and the running server.",
 }
 
 
@@ -129,33 +193,85 @@ def _callback(spec: OperationSpec) -> Callable[..., None]:
     def run(**raw: object) -> None:
         as_json = bool(raw.pop("as_json", False))
         yes = bool(raw.pop("yes", False))
+        cli = cli_context()
+        password: str | None = None
+        if cli.url is not None:
+            from msgstore.cli import remote
+
+            password = remote.password_of(cli)  # the first line of stdin, before any secret
         values: dict[str, object] = {}
+        given: dict[str, object] = {}  # as typed: what remote mode sends
         for p in spec.params:
             if p.type is Secret:
                 option = f"--{_dash(p.name)}-stdin"
-                values[p.name] = read_secret(
+                values[p.name] = given[p.name] = read_secret(
                     p.name.replace("_", " "), bool(raw.pop(_secret_option(p))), option
                 )
                 continue
-            given = raw.pop(p.name)
-            if given is None:
+            value = raw.pop(p.name)
+            if value is None:
                 continue
-            values[p.name] = given if p.type is bool else p.parse(str(given))
-        op = spec.build(values)
+            given[p.name] = value
+            values[p.name] = value if p.type is bool else p.parse(str(value))
+        op = spec.build(values)  # the same PARAMS errors locally and remotely
         if spec.confirm and not yes:
             what = " ".join(str(values[p.name]) for p in spec.params if p.positional)
             if not sys.stdin.isatty():
                 fail(f"'{spec.name} {what}' destroys data: pass --yes to confirm", EX_USAGE)
             click.confirm(f"{spec.name} {what}: this cannot be undone. Continue?", abort=True)
+        result: object
+        if password is not None:
+            from msgstore.cli import remote
 
-        async def work(ctx: ManagementContext) -> object:
-            return await op.run(ctx)
-
-        result = run_with_store(cli_context(), work)
+            result = remote.call(cli, spec, given, password)
+        else:
+            result = _run_locally(op, bars=spec.name in SHOWS_PROGRESS)
         if spec.result is not type(None):
             print_result(result, as_json=as_json)
 
     return run
+
+
+#: Operations that report progress (ManagementContext.progress): bars on a terminal.
+SHOWS_PROGRESS: Final = frozenset({"account export", "account restore", "account reconstruct"})
+
+
+def _run_locally(op: Operation, *, bars: bool) -> object:
+    """Run on the data directory as the OS administrator, with progress bars on a terminal."""
+    with progress_bars(enabled=bars) as progress:
+
+        async def work(ctx: ManagementContext) -> object:
+            return await run_operation(op, dataclasses.replace(ctx, progress=progress))
+
+        return run_with_store(cli_context(), work)
+
+
+@contextlib.contextmanager
+def progress_bars(*, enabled: bool = True) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A progress callback drawing rich bars on standard error when it is a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bars = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def update(what: str, done: int, total: int) -> None:
+        if what not in tasks:
+            tasks[what] = bars.add_task(what, total=total)
+        bars.update(tasks[what], completed=done, total=total)
+
+    with bars:
+        yield update
 
 
 def command_for(spec: OperationSpec, name: str, *, hidden: bool = False) -> click.Command:
@@ -174,14 +290,16 @@ def command_for(spec: OperationSpec, name: str, *, hidden: bool = False) -> clic
 def register(root: click.Group) -> None:
     """Add the operation commands (and their groups) to the top-level group."""
     operations = load_operations()
-    groups: dict[str, click.Group] = {}
+    groups: dict[tuple[str, ...], click.Group] = {}
     for table, hidden in ((COMMANDS, False), (ALIASES, True)):
         for path, op_name in table.items():
             *parents, leaf = path
             parent = root
-            for word in parents:
-                if word not in groups:
-                    groups[word] = click.Group(word, help=GROUP_HELP.get(word))
-                    root.add_command(groups[word])
-                parent = groups[word]
+            for depth in range(1, len(parents) + 1):
+                prefix = tuple(parents[:depth])
+                if prefix not in groups:
+                    help_text = GROUP_HELP.get(" ".join(prefix))
+                    groups[prefix] = click.Group(prefix[-1], help=help_text)
+                    parent.add_command(groups[prefix])
+                parent = groups[prefix]
             parent.add_command(command_for(operations[op_name], leaf, hidden=hidden))

@@ -6,7 +6,9 @@ default explicitly and cannot be combined with ``--check``. The engine underneat
 default (``msgstore.reconstruct.engine``); this command passes ``apply=not check``.
 
 Output: one line per discrepancy (the same line is logged), then one summary line per account;
-``--json`` prints the reports as a JSON array instead. Exit codes: 0 clean or repaired, 1 found
+``--json`` prints the reports as a JSON array instead. A progress bar per account (message files
+checked of the files on disk) goes to standard error when it is a terminal (``--quiet``: none).
+Exit codes: 0 clean or repaired, 1 found
 inconsistent with ``--check``, sysexits codes for errors (unknown account 67, busy index 75).
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 
 import click
 
@@ -31,19 +34,56 @@ async def _run(
     mailbox: MailboxName | None,
     apply: bool,
     new_uidvalidity: bool,
+    quiet: bool,
 ) -> list[ReconstructReport]:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     from msgstore.reconstruct import reconstruct, reconstruct_all
 
+    console = Console(stderr=True)
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet or not console.is_terminal,
+    )
+
+    def progress_for(name: str) -> Callable[[int, int], None]:
+        task = bars.add_task(name, total=None)
+
+        def update(done: int, total: int) -> None:  # called from the reconstruct thread
+            bars.update(task, completed=done, total=total)
+
+        return update
+
     async with management_context(cli_context()) as ctx:
-        if every:
-            return await reconstruct_all(ctx.backend, apply=apply, new_uidvalidity=new_uidvalidity)
-        return await reconstruct(
-            ctx.backend,
-            accounts,
-            apply=apply,
-            mailbox=mailbox,
-            new_uidvalidity=new_uidvalidity,
-        )
+        with bars:
+            if every:
+                return await reconstruct_all(
+                    ctx.backend,
+                    apply=apply,
+                    new_uidvalidity=new_uidvalidity,
+                    progress=progress_for,
+                )
+            return await reconstruct(
+                ctx.backend,
+                accounts,
+                apply=apply,
+                mailbox=mailbox,
+                new_uidvalidity=new_uidvalidity,
+                progress=progress_for,
+            )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,6 +98,7 @@ async def _run(
     help="Give every mailbox a new UIDVALIDITY (after restoring a tree from a backup).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 def reconstruct(
     accounts: tuple[str, ...],
     every: bool,
@@ -66,6 +107,7 @@ def reconstruct(
     apply: bool,
     new_uidvalidity: bool,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Rebuild account indexes from their message files, keeping what the index still holds.
 
@@ -82,7 +124,7 @@ def reconstruct(
     if check and new_uidvalidity:
         fail("--new-uidvalidity is a repair; it cannot be combined with --check", EX_USAGE)
     name = mailbox_name(mailbox) if mailbox is not None else None
-    reports = asyncio.run(_run(accounts, every, name, not check, new_uidvalidity))
+    reports = asyncio.run(_run(accounts, every, name, not check, new_uidvalidity, quiet))
     if as_json:
         from msgstore.reconstruct import report_json
 

@@ -44,7 +44,14 @@ async def management_context(cli: CliContext) -> AsyncIterator[ManagementContext
     config = load(cli)
     backend = await open_backend(config)
     try:
-        yield ManagementContext(backend=backend, config=config, hash_password=hash_password)
+        from msgstore.net.control import ControlDirectory
+
+        yield ManagementContext(
+            backend=backend,
+            config=config,
+            hash_password=hash_password,
+            sessions=ControlDirectory.for_config(config),
+        )
     finally:
         await backend.close()
 

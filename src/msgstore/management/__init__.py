@@ -7,9 +7,21 @@ never separate implementations. An operation is a frozen dataclass registered wi
 configuration, a password hasher). ``OPERATIONS`` lists them all once the modules below are
 imported (:func:`load_operations`).
 
-    accounts.py    account add | delete | list | show | modify, password set
-    mailboxes.py   mailbox list | create | delete | rename
+    accounts.py    account add | delete | list | search | show | modify | rename,
+                   password set | reset
+    passwords.py   the password policy ([auth] password_*) and generated passwords
+    mailboxes.py   mailbox list | create | delete | rename | status
     quotas.py      quota set | show
+    acl.py         acl show | set | delete (any account's mailbox)
+    public.py      public list | create | delete | owner, public acl ..., public quota ...
+    stats.py       stats show (store totals)
+    audit.py       audit list (run_operation writes the records)
+    backup.py      account reconstruct | export | restore (backend capabilities)
+    tokens.py      token create | list | revoke (REST API bearer tokens)
+    sessions.py    session list | kill (live sessions of the running server)
+    stats_live.py  stats live (per-minute events of the last hour)
+    forwarding.py  forward add | delete | list | show
+    queue.py       queue list | show | flush | retry | delete
     operation.py   the declaration machinery, Secret, Limit, ManagementContext
 
 Management imports only core, config and the storage interface (storage.base,
@@ -30,6 +42,20 @@ __all__ = ["OPERATIONS", "ManagementContext", "OperationSpec", "Secret", "load_o
 
 def load_operations() -> dict[str, OperationSpec]:
     """Import every operation module and return the registry, by name."""
-    from msgstore.management import accounts, mailboxes, quotas  # noqa: F401
+    from msgstore.management import (  # noqa: F401
+        accounts,
+        acl,
+        audit,
+        backup,
+        forwarding,
+        mailboxes,
+        public,
+        queue,
+        quotas,
+        sessions,
+        stats,
+        stats_live,
+        tokens,
+    )
 
     return OPERATIONS

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import fnmatch
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
@@ -19,7 +21,6 @@ from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.core.ids import AccountId
 from msgstore.core.names import INBOX, MailboxName, mailbox_name
 from msgstore.management.operation import (
-    UNLIMITED,
     Access,
     Limit,
     ManagementContext,
@@ -28,6 +29,7 @@ from msgstore.management.operation import (
     operation,
     param,
 )
+from msgstore.management.passwords import enforce_policy, generate_password
 from msgstore.storage.base import Backend, NewAccount
 
 MAX_ACCOUNT_OCTETS: Final = 255
@@ -156,18 +158,21 @@ class AccountAdd:
     manager: bool = field(
         default=False, metadata=param("May manage other accounts, public folders and quotas.")
     )
-    quota: Limit = field(
-        default=UNLIMITED,
+    quota: Limit | None = field(
+        default=None,
         metadata=param(
-            "Storage limit: a size with K, M or G (binary units), or 'unlimited'.",
+            "Storage limit: a size with K, M or G (binary units), or 'unlimited'. "
+            "Default: [store] default_quota.",
             parse=Limit.parse_size,
             metavar="SIZE",
         ),
     )
-    messages: Limit = field(
-        default=UNLIMITED,
+    messages: Limit | None = field(
+        default=None,
         metadata=param(
-            "Message count limit, or 'unlimited'.", parse=Limit.parse_count, metavar="N"
+            "Message count limit, or 'unlimited'. Default: [store] default_message_limit.",
+            parse=Limit.parse_count,
+            metavar="N",
         ),
     )
 
@@ -176,6 +181,9 @@ class AccountAdd:
         check_password(self.password)
 
     async def run(self, ctx: ManagementContext) -> AccountInfo:
+        enforce_policy(ctx.config, ctx.actor, self.name, self.password)
+        quota = self.quota or Limit(ctx.config.store.default_quota or None)
+        messages = self.messages or Limit(ctx.config.store.default_message_limit or None)
         try:
             await ctx.backend.get_account(self.name)
         except StoreError as exc:
@@ -191,8 +199,8 @@ class AccountAdd:
                 password_hash=password_hash,
                 kind=self.kind,
                 manager=self.manager,
-                storage_limit_kib=octets_to_kib(self.quota.value),
-                message_limit=self.messages.value,
+                storage_limit_kib=octets_to_kib(quota.value),
+                message_limit=messages.value,
                 mailboxes=mailboxes,
             )
         )
@@ -213,13 +221,99 @@ class AccountDelete:
         await ctx.backend.delete_account(account.name)
 
 
+def _match(pattern: str) -> Callable[[str], bool]:
+    """A case-insensitive name test: a glob if ``pattern`` has ``*``, ``?`` or ``[``, else a
+    substring."""
+    folded = pattern.casefold()
+    if any(c in folded for c in "*?["):
+        return lambda name: fnmatch.fnmatchcase(name.casefold(), folded)
+    return lambda name: folded in name.casefold()
+
+
 @operation("account list", http=("GET", "/accounts"))
 @dataclass(frozen=True, slots=True)
 class AccountList:
-    """List every account, sorted by name."""
+    """List accounts sorted by name, optionally filtered and one page at a time.
+
+    Filters combine (all must hold); ``--match`` is a case-insensitive substring of the name,
+    or a glob when it contains ``*``, ``?`` or ``[``. ``--limit 0`` means no limit.
+    """
+
+    kind: AccountKind | None = field(default=None, metadata=param("Only imap or pop accounts."))
+    manager: bool | None = field(
+        default=None,
+        metadata=param("Only managers, or only non-managers.", switch=("manager", "no-manager")),
+    )
+    login_disabled: bool | None = field(
+        default=None,
+        metadata=param(
+            "Only accounts that may not, or may, log in.",
+            switch=("login-disabled", "login-enabled"),
+        ),
+    )
+    receive_disabled: bool | None = field(
+        default=None,
+        metadata=param(
+            "Only accounts that refuse, or accept, new mail.",
+            switch=("receive-disabled", "receive-enabled"),
+        ),
+    )
+    match: str = field(
+        default="", metadata=param("Name substring, or glob such as 'b*@example.org'.")
+    )
+    limit: int = field(default=0, metadata=param("Show at most N accounts (0: all).", metavar="N"))
+    offset: int = field(default=0, metadata=param("Skip the first N accounts.", metavar="N"))
+
+    def wanted(self, info: AccountInfo) -> bool:
+        return (
+            (self.kind is None or info.kind is self.kind)
+            and (self.manager is None or info.manager is self.manager)
+            and (self.login_disabled is None or info.login_disabled is self.login_disabled)
+            and (self.receive_disabled is None or info.receive_disabled is self.receive_disabled)
+            and (not self.match or _match(self.match)(info.name))
+        )
 
     async def run(self, ctx: ManagementContext) -> list[AccountInfo]:
-        return await ctx.backend.list_accounts()
+        found = [a for a in await ctx.backend.list_accounts() if self.wanted(a)]
+        end = self.offset + self.limit if self.limit else None
+        return found[self.offset : end]
+
+
+@operation("account search", http=("GET", "/search/accounts"))
+@dataclass(frozen=True, slots=True)
+class AccountSearch:
+    """Find accounts whose name contains TEXT (or matches it as a glob: ``*``, ``?``, ``[]``),
+    case-insensitively; the same as ``account list --match TEXT``."""
+
+    text: str = field(metadata=param("Substring or glob.", positional=True))
+
+    async def run(self, ctx: ManagementContext) -> list[AccountInfo]:
+        return await AccountList(match=self.text).run(ctx)
+
+
+@operation("account rename", http=("POST", "/accounts/{name}/rename"))
+@dataclass(frozen=True, slots=True)
+class AccountRename:
+    """Rename an account. Its id, tree, mail and quota stay; ACL entries naming the old name
+    are renamed with it. Fails with EXISTS if the new name is taken."""
+
+    name: str = field(metadata=param("Current account name.", positional=True))
+    new: str = field(metadata=param("New account name.", positional=True, parse=account_name))
+
+    def __post_init__(self) -> None:
+        account_name(self.new)
+
+    async def run(self, ctx: ManagementContext) -> AccountInfo:
+        account = await find_account(ctx.backend, self.name)
+        if account.name.casefold() != self.new.casefold():
+            try:
+                await ctx.backend.get_account(self.new)
+            except StoreError as exc:
+                if exc.kind is not ErrorKind.NOT_FOUND:
+                    raise
+            else:
+                raise StoreError(ErrorKind.EXISTS, f"Account {self.new!r} already exists")
+        return await ctx.backend.rename_account(account.name, self.new)
 
 
 @operation("account show", access=Access.SELF, self_field="name", http=("GET", "/accounts/{name}"))
@@ -349,5 +443,33 @@ class PasswordSet:
 
     async def run(self, ctx: ManagementContext) -> None:
         account = await find_account(ctx.backend, self.name)
+        enforce_policy(ctx.config, ctx.actor, account.name, self.password)
         password_hash = await asyncio.to_thread(ctx.hash_password, self.password.reveal())
         await ctx.backend.set_password_hash(account.name, password_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class NewPassword:
+    """What ``password reset`` returns: shown once, stored only as a hash."""
+
+    name: str
+    password: str
+
+
+@operation("password reset", http=("POST", "/accounts/{name}/password/reset"))
+@dataclass(frozen=True, slots=True)
+class PasswordReset:
+    """Give an account a new random password that satisfies the [auth] policy; print it once.
+
+    The password is 20 characters (or [auth] password_min_length) from every character
+    class, chosen with the ``secrets`` module; only its argon2id hash is kept.
+    """
+
+    name: str = field(metadata=param("Account name.", positional=True))
+
+    async def run(self, ctx: ManagementContext) -> NewPassword:
+        account = await find_account(ctx.backend, self.name)
+        password = generate_password(ctx.config, account.name)
+        password_hash = await asyncio.to_thread(ctx.hash_password, password)
+        await ctx.backend.set_password_hash(account.name, password_hash)
+        return NewPassword(name=account.name, password=password)

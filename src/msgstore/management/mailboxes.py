@@ -12,6 +12,7 @@ from typing import Final
 
 from msgstore.core.accounts import AccountInfo, AccountKind
 from msgstore.core.errors import ErrorKind, StoreError
+from msgstore.core.ids import AccountId
 from msgstore.core.names import MailboxName, mailbox_name, match_pattern
 from msgstore.management.accounts import find_account
 from msgstore.management.operation import Access, ManagementContext, operation, param
@@ -167,3 +168,53 @@ class MailboxRename:
     async def run(self, ctx: ManagementContext) -> None:
         account = _imap_account(await find_account(ctx.backend, self.user))
         await ctx.backend.rename_mailbox(account.id, self.old, self.new)
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStatusReport:
+    """What ``mailbox status`` reports: the counters of IMAP STATUS (RFC 9051, RFC 7162,
+    RFC 8438)."""
+
+    name: MailboxName
+    messages: int
+    unseen: int
+    recent: int
+    deleted: int
+    size_octets: int
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+
+
+@operation("mailbox status", access=Access.SELF, http=("GET", "/accounts/{user}/mailboxes/status"))
+@dataclass(frozen=True, slots=True)
+class MailboxStatusOp:
+    """Show one mailbox's counters: messages, unseen, size, UIDVALIDITY, UIDNEXT."""
+
+    user: str = field(metadata=param("Account name.", positional=True))
+    name: MailboxName = field(metadata=param("Mailbox name.", positional=True, parse=mailbox_name))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", mailbox_name(self.name))
+
+    async def run(self, ctx: ManagementContext) -> MailboxStatusReport:
+        account = await find_account(ctx.backend, self.user)
+        return await status_report(ctx, account.id, self.name)
+
+
+async def status_report(
+    ctx: ManagementContext, owner: AccountId, name: MailboxName
+) -> MailboxStatusReport:
+    info = await ctx.backend.get_mailbox(owner, name)
+    status = await ctx.backend.mailbox_status(owner, info.id)
+    return MailboxStatusReport(
+        name=info.name,
+        messages=status.messages,
+        unseen=status.unseen,
+        recent=status.recent,
+        deleted=status.deleted,
+        size_octets=status.size_octets,
+        uidvalidity=int(status.uidvalidity),
+        uidnext=int(status.uidnext),
+        highestmodseq=int(status.highestmodseq),
+    )

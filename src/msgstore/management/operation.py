@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import logging
 import os
 import types
 import typing
@@ -52,11 +53,16 @@ from msgstore.storage.base import Backend
 
 if TYPE_CHECKING:
     from msgstore.config import Config
+    from msgstore.management.sessions import SessionDirectory
 
 #: The key under which :func:`param` stores its description in a field's metadata.
 _PARAM_KEY: Final = "msgstore.param"
 #: Words that mean "no limit" wherever a limit is written as text.
 UNLIMITED_WORDS: Final = frozenset({"unlimited", "none", "0"})
+#: The last word of operations that only read (not recorded in the audit log unless refused).
+READ_VERBS: Final = frozenset({"list", "show", "status", "search", "live"})
+
+_log = logging.getLogger("msgstore.management")
 
 
 # --- value types operations take --------------------------------------------------------------
@@ -198,6 +204,12 @@ class ManagementContext:
     hash_password: Callable[[str], str]
     #: Who is running the operation; faces other than the local CLI always set it.
     actor: Actor = dataclasses.field(default_factory=Actor.os_admin)
+    #: The running server's live sessions and statistics (management/sessions.py); None
+    #: when the face cannot reach the server.
+    sessions: SessionDirectory | None = None
+    #: Called as long operations (export, restore) advance: (what, done, total). A face that
+    #: shows progress bars passes one; None: nobody is watching.
+    progress: Callable[[str, int, int], None] | None = None
 
 
 # --- declaring operations ---------------------------------------------------------------------
@@ -249,6 +261,9 @@ class OperationSpec:
     #: other fields come from the query string (GET, DELETE) or the JSON body. None: the
     #: operation is not offered over HTTP (it needs the data directory itself).
     http: tuple[str, str] | None
+    #: True if running it changes something (or copies data out): run_operation records it in
+    #: the audit log. Reads are recorded only when refused (NO_PERM).
+    mutates: bool = True
 
     def build(self, values: Mapping[str, object]) -> Operation:
         """Construct the operation from parsed values (missing ones take their defaults)."""
@@ -292,11 +307,14 @@ def operation(
     access: Access = Access.MANAGER,
     self_field: str = "user",
     http: tuple[str, str] | None = None,
+    mutates: bool | None = None,
 ) -> Callable[[type[_T]], type[_T]]:
     """Register a frozen dataclass as the operation ``name`` (e.g. ``"account add"``).
 
     ``access`` says who may run it (:class:`Access`); ``http`` is its REST route (method,
     path under ``/api/v1``), declared here so that every face reads one declaration.
+    ``mutates`` says whether the audit log records it; by default every operation except
+    those whose last word is a reading verb (:data:`READ_VERBS`: list, show, status, search).
 
     Raises TypeError at import time if the class is not a frozen dataclass, a field lacks
     :func:`param` metadata, or a field's type is not one the faces understand; so a broken
@@ -326,6 +344,7 @@ def operation(
             access=access,
             self_field=self_field,
             http=http,
+            mutates=(name.split()[-1] not in READ_VERBS) if mutates is None else mutates,
         )
         if access is Access.SELF and self_field not in {p.name for p in params}:
             raise TypeError(f"operation {name!r}: Access.SELF needs a field {self_field!r}")
@@ -357,13 +376,76 @@ def check_access(spec: OperationSpec, op: Operation, actor: Actor) -> None:
 
 
 async def run_operation(op: Operation, ctx: ManagementContext) -> object:
-    """Run ``op`` as ``ctx.actor``: the permission check, then the operation.
+    """Run ``op`` as ``ctx.actor``: the permission check, the operation, the audit record.
 
-    Every face calls this rather than ``op.run`` so that no face can forget the check.
+    Every face calls this rather than ``op.run`` so that no face can forget the check or the
+    audit log. An operation that ``mutates`` is recorded whatever its outcome ("ok" or the
+    error kind); any operation refused with NO_PERM is recorded too. A failure to write the
+    record is logged, never raised: the change itself has happened.
     """
     spec = spec_of(type(op))
-    check_access(spec, op, ctx.actor)
-    return await op.run(ctx)
+    try:
+        check_access(spec, op, ctx.actor)
+        result = await op.run(ctx)
+    except StoreError as exc:
+        if spec.mutates or exc.kind is ErrorKind.NO_PERM:
+            await _audit(ctx, spec, op, exc.kind.name.lower(), exc.public)
+        raise
+    except Exception as exc:
+        if spec.mutates:
+            await _audit(ctx, spec, op, "internal", f"{type(exc).__name__}")
+        raise
+    if spec.mutates:
+        await _audit(ctx, spec, op, "ok", "")
+    return result
+
+
+#: Written instead of a Secret's value in the audit log.
+REDACTED: Final = "<redacted>"
+
+
+def audit_params(spec: OperationSpec, op: Operation) -> dict[str, object]:
+    """The operation's parameters as JSON values, secrets redacted."""
+    from msgstore.management.jsonable import to_json
+
+    out: dict[str, object] = {}
+    for p in spec.params:
+        value = getattr(op, p.name)
+        if isinstance(value, Secret):
+            out[p.name] = REDACTED
+        elif isinstance(value, Limit):
+            out[p.name] = "unlimited" if value.value is None else value.value
+        else:
+            out[p.name] = to_json(value)
+    return out
+
+
+def actor_label(actor: Actor) -> str:
+    """How the audit log names an actor: ``os:<user>`` or the account name."""
+    return actor.name if actor.account is not None else f"os:{actor.name}"
+
+
+async def _audit(
+    ctx: ManagementContext, spec: OperationSpec, op: Operation, outcome: str, message: str
+) -> None:
+    import datetime as dt
+    import json
+
+    from msgstore.storage.base import AuditRecord
+
+    record = AuditRecord(
+        ts=dt.datetime.now(dt.UTC),
+        actor=actor_label(ctx.actor),
+        origin=ctx.actor.origin,
+        operation=spec.name,
+        params=json.dumps(audit_params(spec, op), ensure_ascii=False, sort_keys=True),
+        outcome=outcome,
+        message=message,
+    )
+    try:
+        await ctx.backend.append_audit(record)
+    except Exception as exc:  # the change is done; losing its record must not undo the answer
+        _log.error("audit log: could not record %s by %s: %s", spec.name, record.actor, exc)
 
 
 def _path_variables(path: str) -> list[str]:

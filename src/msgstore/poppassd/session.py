@@ -32,6 +32,7 @@ from msgstore.core.accounts import AccountInfo
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.management import ManagementContext, Secret
 from msgstore.management.accounts import PasswordSet, check_password
+from msgstore.management.operation import Actor, run_operation
 from msgstore.net.connection import Connection, ServiceClosingError
 from msgstore.net.linereader import TOO_LONG
 from msgstore.net.logs import log_context
@@ -202,8 +203,11 @@ class PoppassdSession:
         try:
             check_new_password(self.config, self.user or account.name, self.old, new)
             check_new_password(self.config, account.name, self.old, new)
-            ctx = ManagementContext(self.backend, self.config, self.hasher)
-            await PasswordSet(name=account.name, password=Secret(new)).run(ctx)
+            actor = Actor(
+                name=account.name, account=account, origin=f"poppassd {self.conn.peer_host}"
+            )
+            ctx = ManagementContext(self.backend, self.config, self.hasher, actor=actor)
+            await run_operation(PasswordSet(name=account.name, password=Secret(new)), ctx)
         except StoreError as exc:
             if exc.kind is not ErrorKind.PARAMS:
                 log.error("password change of %s failed: %s (%s)", account.name, exc, exc.detail)

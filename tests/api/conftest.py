@@ -1,0 +1,3 @@
+from tests.cli.conftest import msgstore
+
+__all__ = ["msgstore"]
