@@ -1,6 +1,6 @@
 """Reconstruct benchmark: seconds for a 100,000-message account (docs/benchmarks.md).
 
-    python -m bench.reconstruct [--messages N] [--data DIR] [--keep]
+    python -m bench.reconstruct [--messages N] [--data DIR] [--keep] [--progress]
 
 An account is created through the Backend interface; its INBOX is then filled by writing
 N message files (about 4 KB each, all different) straight into ``mail/<inbox-id>/`` -- what a
@@ -12,6 +12,9 @@ tree restored from a backup without its index looks like -- and three runs are t
    file read and hashed, nothing written;
 3. ``repair, 1% damage``: 1% of the files removed and 1% of new files added, then a repair
    that keeps every other row as it is.
+
+Each run's progress callback is recorded and checked: it must end at (files, files), the number
+of message files on disk; ``--progress`` also draws the bar the CLI draws.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def message(i: int, rng: random.Random) -> bytes:
     ).encode()
 
 
-async def run(data: Path, count: int) -> dict[str, float]:
+async def run(data: Path, count: int, *, bars: bool = False) -> dict[str, float]:
     rng = random.Random(100)
     backend = await LocalBackend.open(data)
     try:
@@ -62,12 +65,36 @@ async def run(data: Path, count: int) -> dict[str, float]:
     async def timed(label: str, *, apply: bool) -> None:
         backend = await LocalBackend.open(data)
         try:
+            seen: list[tuple[int, int]] = []
+            progress = None
+            if bars:
+                from rich.progress import Progress
+
+                progress = Progress(transient=True)
+                progress.start()
+                task = progress.add_task(label, total=None)
+
+            def record(done: int, total: int) -> None:
+                seen.append((done, total))
+                if progress is not None:
+                    progress.update(task, completed=done, total=total)
+
             start = time.perf_counter()
-            (report,) = await reconstruct(backend, ["bench"], apply=apply)
+            try:
+                (report,) = await reconstruct(
+                    backend, ["bench"], apply=apply, progress=lambda _: record
+                )
+            finally:
+                if progress is not None:
+                    progress.stop()
             results[label] = time.perf_counter() - start
+            files_now = sum(1 for p in (tree / "mail").glob("*/*") if p.name.isdigit())
+            assert seen, "no progress reported"
+            assert seen[-1][0] == seen[-1][1], seen[-1]
             print(
                 f"{label:22} {results[label]:7.2f} s  {report.messages} messages, "
-                f"{len(report.discrepancies)} discrepancies",
+                f"{len(report.discrepancies)} discrepancies; progress ended at "
+                f"{seen[-1][0]}/{seen[-1][1]} (files on disk now: {files_now})",
                 flush=True,
             )
         finally:
@@ -91,11 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--data", type=Path, help="data directory (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    parser.add_argument("--progress", action="store_true", help="draw the progress bar")
     args = parser.parse_args(argv)
     data = args.data or Path(tempfile.mkdtemp(prefix="msgstore-bench-reconstruct-"))
     try:
         print(f"reconstruct, {args.messages} messages, data {data}", flush=True)
-        asyncio.run(run(data, args.messages))
+        asyncio.run(run(data, args.messages, bars=args.progress))
     finally:
         if not args.keep:
             shutil.rmtree(data, ignore_errors=True)
