@@ -8,6 +8,7 @@ from msgstore.auth.passwords import hash_password
 from msgstore.auth.sasl import Authenticator
 from msgstore.config import Config
 from msgstore.management import ManagementContext
+from msgstore.net.control import ControlDirectory
 from msgstore.storage.base import Backend
 
 
@@ -21,7 +22,11 @@ class WebContext:
     auth: Authenticator
 
     def management(self) -> ManagementContext:
-        """The context management operations run in."""
+        """The context management operations run in (set its ``actor`` before running one);
+        live sessions and statistics come from the server's control sockets."""
         return ManagementContext(
-            backend=self.backend, config=self.config, hash_password=hash_password
+            backend=self.backend,
+            config=self.config,
+            hash_password=hash_password,
+            sessions=ControlDirectory.for_config(self.config),
         )

@@ -54,6 +54,7 @@ class WebService:
             self._server.force_exit = True
             await self._task
         finally:
+            await self._auth.logins.flush()  # before the store closes
             self._auth.close()
 
 
