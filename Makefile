@@ -27,9 +27,13 @@ run: install
 	$(BIN)/msgstore --data $(DATA) demo
 	exec $(BIN)/msgstore --data $(DATA) serve
 
-## make test: lint, types, layer contract, then the whole suite.
+## make test: lint, types, layer contract, the whole suite (local and PostgreSQL storage
+## contract), then the IMAP, POP3 and LMTP protocol suites again on the PostgreSQL backend.
+PYTEST_JOBS ?= 3
+PG_PROTOCOL_SUITES := tests/test_conversations.py tests/imap_server tests/imap_clients tests/pop3 tests/lmtp
 test: install-test lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_JOBS) --dist loadfile
+	$(BIN)/python -m pytest -n $(PYTEST_JOBS) --dist loadfile -p tests.storage.postgres.protocol_plugin $(PG_PROTOCOL_SUITES)
 
 lint: install-test
 	$(BIN)/ruff format --check src tests bench
