@@ -15,7 +15,9 @@ raise:
   also in the log, next to the traceback (never details on the wire).
 
 Failed logins count per connection; after ``[auth] max_failures_per_connection`` the
-connection is closed after the failure reply.
+connection is closed after the failure reply. Connection slots (``[pop3]
+max_connections_per_ip`` before login, ``max_connections_per_user`` after) are taken from the
+server's anvil (``auth/anvil.py``), shared with IMAP and every worker, and given back at the end.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Final
 
 from msgstore import __version__
+from msgstore.auth.anvil import IP, USER, process_anvil, user_slot_key
 from msgstore.auth.sasl import SCRAM_SHA_256, Authenticator
 from msgstore.config import Config
 from msgstore.core.accounts import AccountInfo
@@ -39,7 +42,7 @@ from msgstore.net.addresses import plaintext_auth_allowed
 from msgstore.net.connection import Connection, ServiceClosingError
 from msgstore.net.linereader import TOO_LONG
 from msgstore.net.logs import log_context
-from msgstore.pop3.errors import AUTH, SYS_TEMP, Refusal, err, error_line
+from msgstore.pop3.errors import AUTH, IN_USE, SYS_TEMP, Refusal, err, error_line
 from msgstore.pop3.maildrop import Maildrop, MaildropLock
 from msgstore.pop3.replies import ok
 from msgstore.pop3.syntax import SyntaxProblem, parse_line
@@ -103,6 +106,8 @@ class Session:
     finished: bool = False
     stats: Stats = field(default_factory=Stats)
     log_scope: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    #: Anvil slots held: (kind, key).
+    slots: list[tuple[str, str]] = field(default_factory=list)
 
     # --- helpers for handlers -----------------------------------------------------------------
 
@@ -133,15 +138,27 @@ class Session:
         finally:
             self.user = None
         pop3 = self.ctx.config.pop3
-        lock = await MaildropLock.acquire(
-            self.ctx.lock_dir, account, login_delay_s=pop3.login_delay
-        )
+        key = user_slot_key(int(account.id), self.conn.peer_host)
+        if not await process_anvil().enter(USER, key, pop3.max_connections_per_user):
+            log.info("too many connections of %s from %s", account.name, self.conn.peer_host)
+            raise Refusal("Too many connections for this account from your address", IN_USE)
+        try:
+            lock = await MaildropLock.acquire(
+                self.ctx.lock_dir, account, login_delay_s=pop3.login_delay
+            )
+        except BaseException:
+            process_anvil().leave(USER, key)
+            raise
         try:
             maildrop = await Maildrop.open(self.ctx.backend, account)
         except BaseException:
             lock.release()
+            process_anvil().leave(USER, key)
             raise
+        self._release()  # the address slot of a connection not yet logged in
+        self.slots.append((USER, key))
         self.lock, self.maildrop, self.state = lock, maildrop, State.TRANSACTION
+        self.conn.live.logged_in(account.name)
         self.log_scope.enter_context(log_context(ident=account.name))
         count, octets = maildrop.stat()
         log.info("logged in as %s (%d messages)", account.name, count)
@@ -151,6 +168,11 @@ class Session:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+        self._release()
+
+    def _release(self) -> None:
+        while self.slots:
+            process_anvil().leave(*self.slots.pop())
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -160,6 +182,14 @@ class Session:
             log_context(service="pop3", ident=self.conn.peer_host, session=session_id),
             self.log_scope,
         ):
+            peer = self.conn.peer_host
+            limit = self.ctx.config.pop3.max_connections_per_ip
+            if not await process_anvil().enter(IP, peer, limit):
+                log.info("too many connections from %s; refused", peer)
+                self.send(err("Too many connections from your address", SYS_TEMP))
+                await self.conn.drain()
+                return
+            self.slots.append((IP, peer))
             try:
                 await self._loop()
             finally:
