@@ -4,6 +4,8 @@
     python -m bench.lmtp --messages 500           # smaller
     python -m bench.lmtp --host H --port P --user-prefix rcpt   # any LMTP server (Dovecot's
                                                   # lmtp) whose accounts rcpt0..rcptN-1 exist
+    python -m bench.lmtp --dovecot                # a throw-away Dovecot lmtp (Debian
+                                                  # dovecot-lmtpd), Maildir, fsync as shipped
 
 Against its own server the benchmark creates a temporary data directory and the accounts
 ``rcpt0`` .. ``rcpt{N-1}`` (N = --fanout, at least --connections), starts ``msgstore serve``
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -160,6 +163,53 @@ def own_server(names: list[str]) -> tuple[subprocess.Popen[bytes], int, Path]:
     return proc, port, root
 
 
+def dovecot_server() -> tuple[subprocess.Popen[bytes], int, Path]:
+    """Dovecot's lmtp as shipped (``mail_fsync = optimized``: fsync before the reply), Maildir,
+    every user accepted (static userdb), everything under a temp directory; run as root."""
+    import pwd
+
+    if not Path("/usr/lib/dovecot/lmtp").exists():
+        raise RuntimeError("Dovecot's lmtp is missing: apt-get install dovecot-lmtpd")
+    root = Path(tempfile.mkdtemp(prefix="dovecot-bench-lmtp-"))
+    root.chmod(0o755)
+    nobody = pwd.getpwnam("nobody")
+    for sub in ("run", "state", "mail"):
+        (root / sub).mkdir()
+    os.chown(root / "mail", nobody.pw_uid, nobody.pw_gid)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    ids = f"uid={nobody.pw_uid} gid={nobody.pw_gid}"
+    (root / "dovecot.conf").write_text(
+        f"protocols = lmtp\nlisten = 127.0.0.1\nbase_dir = {root}/run\n"
+        f"state_dir = {root}/state\ninstance_name = bench-lmtp-{port}\n"
+        f"log_path = {root}/dovecot.log\nssl = no\nmail_location = maildir:~/Maildir\n"
+        f"mail_uid = {nobody.pw_uid}\nmail_gid = {nobody.pw_gid}\nfirst_valid_uid = 1\n"
+        "passdb {\n  driver = static\n  args = nopassword=y\n}\n"
+        "userdb {\n  driver = static\n"
+        f"  args = {ids} home={root}/mail/%u allow_all_users=yes\n}}\n"
+        "service lmtp {\n  inet_listener lmtp {\n    address = 127.0.0.1\n"
+        f"    port = {port}\n  }}\n}}\n"
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        ["/usr/sbin/dovecot", "-F", "-c", str(root / "dovecot.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(100).startswith(b"220"):
+                    return proc, port, root
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"dovecot did not start (see {root}/dovecot.log)")
+        time.sleep(0.1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
@@ -169,11 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)
     parser.add_argument("--user-prefix", default="rcpt")
+    parser.add_argument("--dovecot", action="store_true", help="measure Dovecot's lmtp")
     args = parser.parse_args(argv)
     names = [f"{args.user_prefix}{i}" for i in range(max(args.fanout, args.connections))]
     proc: subprocess.Popen[bytes] | None = None
     root: Path | None = None
-    if args.host is None:
+    if args.dovecot:
+        proc, port, root = dovecot_server()
+        host, label = "127.0.0.1", "dovecot"
+    elif args.host is None:
         proc, port, root = own_server(names)
         host, label = "127.0.0.1", "msgstore"
     else:
