@@ -54,7 +54,8 @@ def test_delay_doubles_per_failure_of_a_source_up_to_the_cap(throttled: Msgstore
     delays = [attempt(throttled, f"nobody{i}", f"guess{i}", source)[0] for i in range(6)]
     expected = [0, BASE, 2 * BASE, 4 * BASE, CAP, CAP]
     for got, want in zip(delays, expected, strict=True):
-        assert want - 0.02 <= got < want + 0.3, (delays, expected)
+        # Never early; late by scheduling on a loaded machine, but below the uncapped 2 * CAP.
+        assert want - 0.02 <= got < want * 1.5 + 0.3, (delays, expected)
 
 
 def test_the_same_wrong_password_again_does_not_escalate(throttled: MsgstoreServer) -> None:
