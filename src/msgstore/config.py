@@ -521,6 +521,14 @@ class Pop3Section(_Section):
         "Not yet logged-in connections from one client address, IMAP and POP3 together; the "
         "next one gets -ERR [SYS/TEMP] and is closed. 0: no limit. Counted across every worker.",
     )
+    read_ahead: Size = setting(
+        "1M",
+        "Most octets of following messages a session reads along with the one a RETR asks "
+        "for while the client retrieves messages in order (fetchmail, getmail), so that one "
+        "store call serves many RETRs; the window starts at 64K and doubles while the client "
+        "keeps going in order. Held per session for at most 5 seconds; a larger message is "
+        "streamed. 0 turns it off.",
+    )
 
 
 class _ChannelSection(_Section):
@@ -695,11 +703,6 @@ class PoppassdSection(_Section):
         "Addresses for poppassd (usual port: 106). The protocol has no TLS: keep it on "
         "loopback or a trusted network.",
     )
-    min_length: Count = setting(
-        8,
-        "Shortest new password accepted. A new password may also not equal the account "
-        "name or the old password (compared case-insensitively).",
-    )
     timeout: Duration = setting(
         "60s",
         "Time allowed for each line; a silent client is disconnected.",
@@ -781,6 +784,11 @@ class WebSection(_Section):
     )
     accent_colour: Colour = setting("#1f6feb", "Colour of links, buttons and bars.")
     header_colour: Colour = setting("#24292f", "Background colour of the page header.")
+    max_decoded_message: Size = setting(
+        "10M",
+        "Largest message the messages page of a POP-only account decodes (MIME parts, "
+        "attachments to download); a larger one is shown as its raw first megabyte.",
+    )
     session_idle_timeout: Duration = setting(
         "30m", "A web session not used for this long ends; the user logs in again."
     )
@@ -801,6 +809,25 @@ class WebSection(_Section):
         "credentials (HTTP Basic or a bearer token); public: anyone; manager: a manager's "
         "credentials always; off: 404. A reverse proxy on the same machine makes every "
         "request look local: choose manager there, or keep /metrics off the proxied paths.",
+    )
+    api_max_restore_size: Size = setting(
+        "2G",
+        "Largest tar archive `POST /api/v1/accounts/{name}/restore` accepts (the remote "
+        "`account restore`); it is spooled to [store] data_dir/tmp, never held in memory. "
+        "Other REST requests carry parameters and are capped at 1 MiB.",
+    )
+    api_migrate_timeout: Duration = setting(
+        "30m",
+        "How long a migration run started over the REST API (`POST /api/v1/migrate/...`) "
+        "may take before it is stopped and answered 503. What it copied stays; running it "
+        "again resumes without copying anything twice. The CLI and Python API have no limit.",
+    )
+    api_migrate_dir: OptionalPath = setting(
+        None,
+        "Directory under which a migration started by a store account (REST API, remote CLI) "
+        "may read mbox files, Maildir trees, passwd and CA files; relative paths are taken "
+        "from it. Not set: such runs may only copy from a remote IMAP server. The OS "
+        "administrator's CLI and the Python API may read any path.",
     )
 
 
@@ -974,6 +1001,13 @@ class ServerSection(_Section):
         "listening sockets; the first process supervises them (restarts one that dies). "
         "`msgstore serve --workers` overrides it; 0 means one per CPU core.",
     )
+    event_loop: Literal["auto", "uvloop", "asyncio"] = setting(
+        "auto",
+        "Event loop of the server processes: `uvloop` (faster, less memory per TLS "
+        "connection), `asyncio` (the standard library's), or `auto`: uvloop when it is "
+        "installed (it is a dependency everywhere but Windows), asyncio otherwise. `uvloop` "
+        "when it is not installed stops `msgstore serve` with an error.",
+    )
 
 
 class Config(BaseModel):
@@ -1094,7 +1128,18 @@ def _describe(errors: list[Any]) -> list[str]:
     return lines
 
 
+#: Keys that existed once: an old file that sets one is told what replaced it.
+_REMOVED_KEYS: Final = {
+    "poppassd.min_length": "poppassd now applies the [auth] password policy "
+    "(auth.password_min_length, password_max_length, password_classes): move the value "
+    "there or delete the key",
+}
+
+
 def _unknown_key(loc: list[str]) -> str:
+    removed = _REMOVED_KEYS.get(".".join(loc))
+    if removed is not None:
+        return f"{'.'.join(loc)} was removed: {removed}"
     fields = Config.model_fields
     if len(loc) == 1:
         name = loc[0]

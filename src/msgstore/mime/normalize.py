@@ -19,6 +19,9 @@ def _fix(data: bytes) -> bytes:
     """Normalise a chunk that does not end in a CR (the caller holds a trailing CR back)."""
     if b"\r" not in data:
         return data.replace(b"\n", b"\r\n")
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") == crlf and data.count(b"\r") == crlf:
+        return data  # already CRLF throughout (counting is cheaper than three copies)
     # CRLF -> LF first, then every remaining CR is bare; finally every LF becomes CRLF.
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
 

@@ -52,6 +52,7 @@ from typing import Final, Protocol, runtime_checkable
 
 from msgstore.core.accounts import AccountChanges, AccountInfo, AccountKind
 from msgstore.core.acl import Rights
+from msgstore.core.errors import StoreError
 from msgstore.core.flags import FlagOp, Flags
 from msgstore.core.ids import AccountId, MailboxId, ModSeq, Uid, UidSet, UidValidity
 from msgstore.core.names import MailboxName
@@ -65,6 +66,7 @@ class Feature(enum.Enum):
     CROSS_HOST_NOTIFY = "cross-host-notify"  # notifications reach other machines (LISTEN/NOTIFY)
     RECONSTRUCT = "reconstruct"  # implements SupportsReconstruct (msgstore reconstruct)
     UID_IMPORT = "uid-import"  # implements SupportsUidImport (msgstore migrate keeps UIDs)
+    STORE_IMPORT = "store-import"  # implements SupportsStoreImport (msgstore store copy)
 
 
 class Want(enum.Flag):
@@ -207,6 +209,22 @@ class NewAccount:
     mailboxes: Sequence[tuple[MailboxName, str]] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True, slots=True)
+class AccountQuery:
+    """Which accounts ``Backend.list_accounts`` returns: filters (all must hold), then a page."""
+
+    kind: AccountKind | None = None
+    manager: bool | None = None
+    login_disabled: bool | None = None
+    receive_disabled: bool | None = None
+    #: A substring of the case-folded name ("": any name).
+    contains: str = ""
+    #: Keyset paging: only accounts sorted after this ``(name.casefold(), id)``.
+    after: tuple[str, int] | None = None
+    limit: int | None = None  # None: no limit
+    offset: int = 0
+
+
 # --- the staged message ----------------------------------------------------------------------
 
 
@@ -267,8 +285,10 @@ class Backend(Protocol):
         """Raises NOT_FOUND."""
         ...
 
-    async def list_accounts(self) -> list[AccountInfo]:
-        """Every account except the public pseudo-account, sorted by name."""
+    async def list_accounts(self, query: AccountQuery | None = None) -> list[AccountInfo]:
+        """The accounts ``query`` selects (default: every one) except the public
+        pseudo-account, sorted by case-folded name in code point order, then id; filtered and
+        paged by the database, so a page costs the page, not the whole table."""
         ...
 
     async def update_account(self, name: str, changes: AccountChanges) -> AccountInfo: ...
@@ -558,14 +578,29 @@ class Backend(Protocol):
         attempts: int | None = None,
         next_attempt: dt.datetime | None = None,
         last_error: str | None = None,
+        dsn: StagedMessage | None = None,
     ) -> QueueEntry | None:
         """One durable step after a delivery attempt: drop the recipients in ``done``
         (delivered or given up) and set the other fields (None: unchanged). When no recipient
-        is left the entry and its message go, and None is returned. Raises NOT_FOUND."""
+        is left the entry and its message go, and None is returned. Raises NOT_FOUND.
+
+        ``dsn``, a finished staged delivery status notification, is queued in the same
+        transaction (null sender, to the entry's sender), so a crash can neither send it
+        twice nor lose it. Raises PARAMS with ``dsn`` for an entry with the null sender."""
         ...
 
     async def delete_queued(self, ident: int) -> None:
         """Remove a queued message without sending it. Raises NOT_FOUND."""
+        ...
+
+    def runner_lock(self, name: str) -> AbstractAsyncContextManager[RunnerLock | None]:
+        """Try to become the one process of the whole store running the task ``name`` (the
+        relay queue runner): yields a :class:`RunnerLock` while this process holds it, and
+        None at once when another process does. It is released on leaving the block, and
+        when the process dies. Local backend: ``flock`` on ``DATA/run/<name>.lock`` (one
+        machine, one data directory); PostgreSQL: a session-level advisory lock on a
+        connection of its own, shared by every front end on the database. Raises UNAVAILABLE.
+        """
         ...
 
     # web sessions and last logins (web pages, issue #7; WebSession, LoginRecord below) -------
@@ -671,6 +706,15 @@ class QueueEntry:
     last_error: str  # the last failure's reply ("" before the first attempt)
 
 
+class RunnerLock(Protocol):
+    """Held by one process of a store at a time (``Backend.runner_lock``)."""
+
+    async def held(self) -> bool:
+        """Whether the lock is still this process's: False once it was lost (PostgreSQL:
+        its connection broke, so another process may hold it now)."""
+        ...
+
+
 # --- flag scans (optional; IMAP FETCH of flags, issue #3) ------------------------------------
 
 
@@ -685,6 +729,44 @@ class SupportsFlagScan(Protocol):
     ) -> list[tuple[int, int, Flags]]:
         """``(uid, modseq, flags)`` of the existing messages in ``uids``, in UID order: the
         same as ``fetch_meta(..., Want.FLAGS)`` projected on those fields. Raises NOT_FOUND."""
+        ...
+
+
+@runtime_checkable
+class SupportsBodyBatch(Protocol):
+    """A backend that reads several small messages whole in one call: POP3 reads ahead while
+    a client retrieves a maildrop in order (fetchmail, getmail: RETR 1, DELE 1, RETR 2, ...),
+    so most RETRs cost no store round trip. Optional: POP3 falls back to ``open_body``."""
+
+    async def read_bodies(
+        self, account: AccountId, mailbox: MailboxId, uids: Sequence[Uid]
+    ) -> dict[Uid, bytes]:
+        """The whole stored bytes of those of ``uids`` that exist, by UID. Expunged, missing
+        and damaged messages are left out (``open_body`` reports them); the caller bounds the
+        total size (it knows the sizes from ``fetch_meta``)."""
+        ...
+
+
+@runtime_checkable
+class SupportsDeliverMany(Protocol):
+    """A backend that appends one staged message to many accounts' mailboxes in one call: a
+    delivery to 1,000 local recipients without 1,000 round trips, and a single-recipient
+    delivery without a separate INBOX lookup. Optional: the delivery pipeline falls back to
+    ``get_mailbox`` + ``append`` per mailbox."""
+
+    async def deliver_many(
+        self,
+        staged: StagedMessage,
+        destinations: Sequence[tuple[AccountInfo, MailboxId | None]],
+        *,
+        internal_date: dt.datetime | None = None,
+        release: bool = False,
+    ) -> list[AppendResult | StoreError]:
+        """Append ``staged`` to each ``(account, mailbox)`` (None: the account's INBOX), with
+        ``append``'s guarantees for each: quota checked atomically, durable before this
+        returns. One ``AppendResult`` or ``StoreError`` per destination, in order (a failure
+        of one account does not affect the others). ``release``: the caller will not use
+        ``staged`` again, so the backend may drop its temporary file as part of the call."""
         ...
 
 
@@ -912,4 +994,75 @@ class ChangeWatcher(Protocol):
     async def wait(self) -> None:
         """Return when the watched mailbox may have changed since the last return (or since
         the watcher was created). Spurious wake-ups are allowed; lost ones are not."""
+        ...
+
+
+# --- moving a whole store (optional: Feature.STORE_IMPORT; msgstore store copy, issue #9) -----
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedMessage:
+    """One message as ``SupportsStoreImport.import_messages`` places it: at the source's UID
+    with the source's modseq, flags, internal date and UIDL."""
+
+    staged: StagedMessage  # finished, staged by the destination
+    uid: Uid
+    modseq: ModSeq
+    flags: Flags
+    internal_date: dt.datetime
+    uidl: str
+
+
+@runtime_checkable
+class SupportsStoreImport(Protocol):
+    """A backend that ``msgstore store copy`` can fill with another store's state exactly:
+    UIDs *and* modseqs, the expunge floor, keywords, and the site-wide tables with their
+    timestamps and ids. Together with ``SupportsUidImport`` (UIDVALIDITY). Every method is
+    idempotent or reports what was already there, so an interrupted copy is run again."""
+
+    async def import_messages(
+        self, account: AccountId, mailbox: MailboxId, messages: Sequence[ImportedMessage]
+    ) -> None:
+        """Add the messages (ascending UIDs, each at least the mailbox's UIDNEXT) in one
+        durable transaction, with their own modseqs; UIDNEXT becomes the last UID + 1 and
+        HIGHESTMODSEQ rises to the highest modseq. Quota usage is charged, never checked.
+        Raises NOT_FOUND, PARAMS (out of range), NOT_POSSIBLE (a UID below UIDNEXT), TEMP."""
+        ...
+
+    async def import_mailbox_state(
+        self,
+        account: AccountId,
+        mailbox: MailboxId,
+        *,
+        uidnext: Uid,
+        highestmodseq: ModSeq,
+        keywords: frozenset[str],
+    ) -> None:
+        """Raise UIDNEXT and HIGHESTMODSEQ to at least these (never lowers them), define the
+        keywords, and raise the expunge floor to ``highestmodseq``: the source's expunge log
+        is not copied, so ``changes_since`` an older modseq reports every UID below UIDNEXT
+        without a message as expunged (RFC 7162 allows that). Raises NOT_FOUND, PARAMS."""
+        ...
+
+    async def import_forward(self, entry: ForwardEntry) -> None:
+        """Create or overwrite the forwarding entry, keeping ``created``."""
+        ...
+
+    async def import_queued(self, entry: QueueEntry, data: bytes) -> bool:
+        """Queue ``data`` with the entry's id, recipients, times, attempts and last error;
+        False (nothing changed) when a message with that id is queued already."""
+        ...
+
+    async def export_api_tokens(self) -> list[tuple[ApiToken, str]]:
+        """Every API token with its stored hash, by id."""
+        ...
+
+    async def import_api_token(self, token: NewApiToken, ident: int) -> bool:
+        """Store a token under id ``ident`` (a new id if that one is taken); False (nothing
+        changed) when its hash is stored already. Raises NOT_FOUND for an unknown account."""
+        ...
+
+    async def import_audit(self, records: Sequence[AuditRecord]) -> None:
+        """Append records (oldest first) to the audit log in one transaction, keeping their
+        timestamps."""
         ...

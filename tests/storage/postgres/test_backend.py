@@ -10,19 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # noqa: TID251 -- the test reads the tables
-import pytest
 
 from msgstore.core.flags import DELETED, FlagOp
 from msgstore.core.ids import ModSeq, Uid, UidSet
-from msgstore.storage.postgres import PostgresBackend, queries, schema
+from msgstore.storage.postgres import PostgresBackend, schema
 from msgstore.storage.postgres.admin import upgrade_database
 from tests.storage.pg import schema_dsn
 from tests.storage.support import append, inbox_of, message, new_account
 
 
 @contextlib.asynccontextmanager
-async def opened(name: str, tmp_path: Path) -> AsyncIterator[PostgresBackend]:
-    backend = await PostgresBackend.open(schema_dsn(name), tmp_path / "data")
+async def opened(name: str, tmp_path: Path, **options: Any) -> AsyncIterator[PostgresBackend]:
+    backend = await PostgresBackend.open(schema_dsn(name), tmp_path / "data", **options)
     try:
         yield backend
     finally:
@@ -42,11 +41,8 @@ async def blobs(name: str) -> list[Any]:
         await conn.close()
 
 
-async def test_the_expunge_log_is_pruned_to_a_floor(
-    tmp_path: Path, pg_name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(queries, "EXPUNGED_KEEP", 4)
-    async with opened(pg_name, tmp_path) as backend:
+async def test_the_expunge_log_is_pruned_to_a_floor(tmp_path: Path, pg_name: str) -> None:
+    async with opened(pg_name, tmp_path, expunged_keep=4) as backend:
         alice = await new_account(backend, "alice")
         inbox = await inbox_of(backend, alice.id)
         for i in range(12):

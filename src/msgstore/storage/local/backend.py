@@ -8,7 +8,9 @@ import contextlib
 import datetime as dt
 import logging
 import os
-from collections import OrderedDict
+import sqlite3
+import threading
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -23,6 +25,7 @@ from msgstore.core.ids import AccountId, MailboxId, ModSeq, Uid, UidSet, UidVali
 from msgstore.core.names import MailboxName, mailbox_name
 from msgstore.core.quota import QuotaInfo
 from msgstore.storage.base import (
+    AccountQuery,
     ApiToken,
     AppendResult,
     AuditRecord,
@@ -33,6 +36,7 @@ from msgstore.storage.base import (
     ExportSummary,
     Feature,
     ForwardEntry,
+    ImportedMessage,
     LoginRecord,
     MailboxInfo,
     MailboxStatus,
@@ -43,6 +47,7 @@ from msgstore.storage.base import (
     Progress,
     QueueEntry,
     ReconstructReport,
+    RunnerLock,
     Snapshot,
     StagedMessage,
     StoreFlagsResult,
@@ -53,7 +58,7 @@ from msgstore.storage.local import files
 from msgstore.storage.local import relay as relay_store
 from msgstore.storage.local import tokens as token_store
 from msgstore.storage.local import websessions as web_store
-from msgstore.storage.local.db import INDEX_DAMAGED, SYSTEM_DAMAGED, Worker
+from msgstore.storage.local.db import INDEX_DAMAGED, SYSTEM_DAMAGED, Worker, store_error
 from msgstore.storage.local.faults import FaultPlan
 from msgstore.storage.local.files import FileOps
 from msgstore.storage.local.index import (
@@ -74,6 +79,13 @@ log = logging.getLogger("msgstore.storage.local")
 MAX_OPEN_INDEXES: Final = 256
 #: Threads for staging (write, fsync, parse) and message reads.
 FILE_THREADS: Final = 8
+#: Threads appending one message to the accounts of a fan-out whose index is not open
+#: (``deliver_many``): mostly waiting for directory and WAL fsyncs, which overlap.
+FANOUT_THREADS: Final = 48
+#: Indexes opened by ``deliver_many`` kept open for the next fan-out (no thread each; the
+#: least recently used one closes beyond it). Closing an index checkpoints its WAL and
+#: removes it, and reopening recreates it: new inodes, which are slow.
+MAX_DELIVERY_INDEXES: Final = 2048
 PUBLIC_QUOTA_ROOT: Final = "Public"
 
 P = ParamSpec("P")
@@ -170,6 +182,9 @@ class LocalBackend:
         self._files = ThreadPoolExecutor(
             max_workers=FILE_THREADS, thread_name_prefix="msgstore-files"
         )
+        self._fanout = ThreadPoolExecutor(
+            max_workers=FANOUT_THREADS, thread_name_prefix="msgstore-fanout"
+        )
         self._pool = files.TempPool(self._tmp_dir, self._pool_dir, self._files, files.POOL_SIZE)
         self._system: Worker[SystemDb] = Worker(
             "msgstore-system",
@@ -177,6 +192,10 @@ class LocalBackend:
             damaged_text=SYSTEM_DAMAGED,
         )
         self._indexes: OrderedDict[AccountId, Worker[AccountIndex]] = OrderedDict()
+        #: Idle delivery-only indexes (``deliver_many``); a fan-out thread takes one out
+        #: under the lock, uses it alone, and puts it back.
+        self._spare: OrderedDict[AccountId, AccountIndex] = OrderedDict()
+        self._spare_lock = threading.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         self._hub = ChangeHub(loop)
         self._channel: NotifyChannel | None = None
@@ -240,7 +259,9 @@ class LocalBackend:
 
     @property
     def features(self) -> frozenset[Feature]:
-        return frozenset({Feature.HARD_LINKS, Feature.RECONSTRUCT, Feature.UID_IMPORT})
+        return frozenset(
+            {Feature.HARD_LINKS, Feature.RECONSTRUCT, Feature.UID_IMPORT, Feature.STORE_IMPORT}
+        )
 
     async def close(self) -> None:
         if self._closed:
@@ -254,11 +275,13 @@ class LocalBackend:
         while self._closing:
             await asyncio.gather(*list(self._closing))
         await self._system.close()
+        await asyncio.get_running_loop().run_in_executor(self._fanout, self._close_spares, None)
         if self._channel is not None:
             await self._channel.close()
         self._hub.close()
         await asyncio.get_running_loop().run_in_executor(self._files, self._pool.close)
         self._files.shutdown(wait=False)
+        self._fanout.shutdown(wait=False)
 
     def account_path(self, account: AccountId) -> Path:
         """Where the account's tree lives on this machine (``management.accounts.TreePaths``):
@@ -377,8 +400,12 @@ class LocalBackend:
             worker.leases -= 1
             self._evict()
 
-    async def _open_index(self, account: AccountId) -> Worker[AccountIndex]:
-        info = await self._sys(SystemDb.get_account_by_id, account)
+    async def _open_index(
+        self, account: AccountId, known: AccountInfo | None = None
+    ) -> Worker[AccountIndex]:
+        """The account's index worker, opened; ``known``: the account as the caller just read
+        it from system.db (delivery, at RCPT), saving the lookup."""
+        info = known if known is not None else await self._sys(SystemDb.get_account_by_id, account)
         existing = self._indexes.get(account)
         if existing is not None:  # opened by another task while we looked the account up
             return existing
@@ -451,8 +478,8 @@ class LocalBackend:
     async def get_account_by_id(self, account: AccountId) -> AccountInfo:
         return await self._sys(SystemDb.get_account_by_id, account)
 
-    async def list_accounts(self) -> list[AccountInfo]:
-        return await self._sys(SystemDb.list_accounts)
+    async def list_accounts(self, query: AccountQuery | None = None) -> list[AccountInfo]:
+        return await self._sys(SystemDb.list_accounts, query)
 
     async def update_account(self, name: str, changes: AccountChanges) -> AccountInfo:
         info = await self._sys(SystemDb.update_account, name, changes)
@@ -488,6 +515,7 @@ class LocalBackend:
         worker = self._indexes.pop(info.id, None)
         if worker is not None:
             await worker.close()
+        await asyncio.get_running_loop().run_in_executor(self._fanout, self._close_spares, info.id)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._files, self._trash_tree, self._tree(info.id))
         self._hub.publish_account(info.id)
@@ -594,6 +622,158 @@ class LocalBackend:
             worker.leases -= 1
             self._evict()
 
+    async def deliver_many(
+        self,
+        staged: StagedMessage,
+        destinations: Sequence[tuple[AccountInfo, MailboxId | None]],
+        *,
+        internal_date: dt.datetime | None = None,
+        release: bool = False,
+    ) -> list[AppendResult | StoreError]:
+        """``storage.base.SupportsDeliverMany``: the append of ``append``, per account.
+
+        An account whose index is open (or the only account of the call) goes through its
+        index thread like ``append`` (group commit with concurrent appends; INBOX is looked
+        up there, not in a separate call). The others -- most of a large fan-out -- are not
+        opened into the cache (which they would flush, one thread each): ``FANOUT_THREADS``
+        threads take them in turn, each opening the index without recovery (or taking it
+        from the idle delivery indexes, ``MAX_DELIVERY_INDEXES``), appending in one
+        transaction (link, fsync of the directory, commit) and putting it back. Either way
+        every destination is durable before this returns. With ``release`` and a single
+        destination, the index thread also removes the temp file after the commit.
+        """
+        if not isinstance(staged, LocalStagedMessage):
+            raise StoreError(ErrorKind.PARAMS, "The message was not staged by this store")
+        self._check_open()
+        when = internal_date if internal_date is not None else dt.datetime.now().astimezone()
+        file = staged.staged_file()
+        release = release and len(destinations) == 1
+        requests = [
+            AppendRequest(mailbox, file, frozenset(), when, None, True, release)
+            for _, mailbox in destinations
+        ]
+        by_account: dict[AccountId, tuple[AccountInfo, list[int]]] = {}
+        for i, (info, _) in enumerate(destinations):
+            by_account.setdefault(info.id, (info, []))[1].append(i)
+        results: list[AppendResult | StoreError] = [
+            StoreError(ErrorKind.INTERNAL, "Internal storage error")
+        ] * len(destinations)
+        cold: deque[tuple[AccountInfo, list[int]]] = deque()
+        warm: list[tuple[AccountInfo, list[int]]] = []
+        for account, entry in by_account.items():
+            (warm if len(by_account) == 1 or account in self._indexes else cold).append(entry)
+
+        async def via_worker(info: AccountInfo, positions: list[int]) -> None:
+            worker = self._indexes.get(info.id)
+            try:
+                if worker is None:
+                    worker = await self._open_index(info.id, info)
+                else:
+                    self._indexes.move_to_end(info.id)
+            except StoreError as exc:
+                for i in positions:
+                    results[i] = exc
+                return
+            worker.leases += 1
+            try:
+                got = await asyncio.gather(
+                    *(
+                        worker.run_grouped(AccountIndex.append_batch, requests[i])
+                        for i in positions
+                    ),
+                    return_exceptions=True,
+                )
+            finally:
+                worker.leases -= 1
+                self._evict()
+            for i, one in zip(positions, got, strict=True):
+                if isinstance(one, BaseException) and not isinstance(one, StoreError):
+                    raise one
+                results[i] = one
+
+        loop = asyncio.get_running_loop()
+        threads = min(FANOUT_THREADS, len(cold))
+        cold_jobs = [
+            loop.run_in_executor(self._fanout, self._append_cold, cold, requests)
+            for _ in range(threads)
+        ]
+        await asyncio.gather(*(via_worker(info, positions) for info, positions in warm))
+        for part in await asyncio.gather(*cold_jobs):
+            for i, one in part:
+                results[i] = one
+        if release and isinstance(results[0], AppendResult):
+            staged.released()
+        return results
+
+    def _put_spare(self, account: AccountId, index: AccountIndex) -> None:
+        """Keep ``index`` open for the next fan-out; close what falls out (on this thread)."""
+        surplus: list[AccountIndex] = []
+        with self._spare_lock:
+            if self._closed or account in self._spare:
+                surplus.append(index)
+            else:
+                self._spare[account] = index
+            while len(self._spare) > MAX_DELIVERY_INDEXES:
+                surplus.append(self._spare.popitem(last=False)[1])
+        for extra in surplus:
+            _close_index(extra)
+
+    def _close_spares(self, account: AccountId | None) -> None:
+        """Close the idle delivery indexes: one account's (deleted), or all (closing)."""
+        with self._spare_lock:
+            if account is None:
+                gone = list(self._spare.values())
+                self._spare.clear()
+            else:
+                one = self._spare.pop(account, None)
+                gone = [] if one is None else [one]
+        for index in gone:
+            _close_index(index)
+
+    def _append_cold(
+        self, queue: deque[tuple[AccountInfo, list[int]]], requests: list[AppendRequest]
+    ) -> list[tuple[int, AppendResult | StoreError]]:
+        """On a fan-out thread: take accounts from ``queue`` until it is empty; for each, open
+        its index (no recovery: see ``AccountIndex``), append, close."""
+        out: list[tuple[int, AppendResult | StoreError]] = []
+        while True:
+            try:
+                info, positions = queue.popleft()
+            except IndexError:
+                return out
+            got: list[AppendResult | StoreError]
+            index: AccountIndex | None = None
+            try:
+                with self._spare_lock:
+                    index = self._spare.pop(info.id, None)
+                if index is not None and index.is_stale():
+                    index.close()
+                    index = None
+                if index is None:
+                    index = AccountIndex(
+                        info.id,
+                        self._tree(info.id),
+                        self._ops,
+                        self._changed,
+                        expunged_keep=self._expunged_keep,
+                        recover=False,
+                        any_thread=True,
+                    )
+                    # Mirror the limits of system.db, as when an index is opened for good.
+                    index.sync_limits(info.storage_limit_kib, info.message_limit)
+                got = index.append_batch([requests[i] for i in positions])
+                self._put_spare(info.id, index)
+            except (sqlite3.Error, OSError, StoreError) as exc:
+                if index is not None:
+                    _close_index(index)
+                err = store_error(exc, damaged_text=INDEX_DAMAGED)
+                if err.kind is ErrorKind.CORRUPTED:
+                    log.error("index of #%d: %s (%s)", info.id, err.public, err.detail)
+                elif err.kind is not ErrorKind.NOT_FOUND:
+                    log.warning("index of #%d: %s", info.id, err.detail)
+                got = [err] * len(positions)
+            out.extend(zip(positions, got, strict=True))
+
     async def snapshot(
         self, account: AccountId, mailbox: MailboxId, *, claim_recent: bool = False
     ) -> Snapshot:
@@ -629,6 +809,12 @@ class LocalBackend:
         self, account: AccountId, mailbox: MailboxId, uid: Uid
     ) -> AbstractAsyncContextManager[BodyReader]:
         return self._open_body(account, mailbox, uid)
+
+    async def read_bodies(
+        self, account: AccountId, mailbox: MailboxId, uids: Sequence[Uid]
+    ) -> dict[Uid, bytes]:
+        """``storage.base.SupportsBodyBatch``: one hop to the index thread for all of them."""
+        return await self._idx(account, AccountIndex.read_bodies, mailbox, uids)
 
     async def store_flags(
         self,
@@ -782,6 +968,81 @@ class LocalBackend:
 
         await self._idx(account, import_uid_state, mailbox, uidvalidity, uidnext)
 
+    # --- msgstore store copy keeps UIDs and modseqs (storage/local/storeimport.py) -----------
+
+    async def import_messages(
+        self, account: AccountId, mailbox: MailboxId, messages: Sequence[ImportedMessage]
+    ) -> None:
+        from msgstore.storage.local import storeimport
+
+        rows = []
+        for m in messages:
+            if not isinstance(m.staged, LocalStagedMessage):
+                raise StoreError(ErrorKind.PARAMS, "The message was not staged by this store")
+            rows.append(
+                storeimport.ImportRow(
+                    m.staged.staged_file(), m.uid, m.modseq, m.flags, m.internal_date, m.uidl
+                )
+            )
+        await self._idx(account, storeimport.import_messages, mailbox, rows)
+
+    async def import_mailbox_state(
+        self,
+        account: AccountId,
+        mailbox: MailboxId,
+        *,
+        uidnext: Uid,
+        highestmodseq: ModSeq,
+        keywords: frozenset[str],
+    ) -> None:
+        from msgstore.storage.local import storeimport
+
+        await self._idx(
+            account, storeimport.import_mailbox_state, mailbox, uidnext, highestmodseq, keywords
+        )
+
+    async def import_forward(self, entry: ForwardEntry) -> None:
+        from msgstore.storage.local import storeimport
+
+        await self._sys(storeimport.import_forward, entry)
+
+    async def import_queued(self, entry: QueueEntry, data: bytes) -> bool:
+        from msgstore.storage.local import storeimport
+
+        if await self._sys(storeimport.queued_exists, entry.id):
+            return False
+        queue_dir = self.data_dir / relay_store.QUEUE_DIR
+        loop = asyncio.get_running_loop()
+        try:
+            name = await loop.run_in_executor(
+                self._files, storeimport.write_queue_bytes, self._ops, queue_dir, data
+            )
+        except OSError as exc:
+            raise StoreError(ErrorKind.TEMP, "Cannot write to the relay queue") from exc
+        try:
+            added = await self._sys(storeimport.insert_queued, entry, name, len(data))
+        except BaseException:
+            await self._remove_queue_file(name)
+            raise
+        if not added:
+            await self._remove_queue_file(name)
+        return added
+
+    async def export_api_tokens(self) -> list[tuple[ApiToken, str]]:
+        from msgstore.storage.local import storeimport
+
+        return await self._sys(storeimport.export_api_tokens)
+
+    async def import_api_token(self, token: NewApiToken, ident: int) -> bool:
+        from msgstore.storage.local import storeimport
+
+        return await self._sys(storeimport.import_api_token, token, ident)
+
+    async def import_audit(self, records: Sequence[AuditRecord]) -> None:
+        from msgstore.storage.local import storeimport
+
+        await self._sys(storeimport.import_audit, list(records))
+
     # --- forwarding and the relay queue (storage/local/relay.py) -------------------------------
 
     async def put_forward(
@@ -868,16 +1129,48 @@ class LocalBackend:
         attempts: int | None = None,
         next_attempt: dt.datetime | None = None,
         last_error: str | None = None,
+        dsn: StagedMessage | None = None,
     ) -> QueueEntry | None:
-        entry, gone = await self._sys(
-            relay_store.update_queued, ident, list(done), attempts, next_attempt, last_error
-        )
+        dsn_file: tuple[str, int] | None = None
+        if dsn is not None:  # its file first; its row commits with the update (relay.py)
+            if not isinstance(dsn, LocalStagedMessage):
+                raise StoreError(ErrorKind.PARAMS, "The message was not staged by this store")
+            self._check_open()
+            try:
+                dsn_file = await asyncio.get_running_loop().run_in_executor(
+                    self._files,
+                    relay_store.write_queue_file,
+                    self._ops,
+                    self.data_dir / relay_store.QUEUE_DIR,
+                    dsn.staged_file().path,
+                    b"",
+                    0,
+                )
+            except OSError as exc:
+                raise StoreError(ErrorKind.TEMP, "Cannot write to the relay queue") from exc
+        try:
+            entry, gone = await self._sys(
+                relay_store.update_queued,
+                ident,
+                list(done),
+                attempts,
+                next_attempt,
+                last_error,
+                dsn_file,
+            )
+        except BaseException:
+            if dsn_file is not None:
+                await self._remove_queue_file(dsn_file[0])
+            raise
         if gone is not None:
             await self._remove_queue_file(gone)
         return entry
 
     async def delete_queued(self, ident: int) -> None:
         await self._remove_queue_file(await self._sys(relay_store.delete_queued, ident))
+
+    def runner_lock(self, name: str) -> AbstractAsyncContextManager[RunnerLock | None]:
+        return relay_store.runner_lock(self.data_dir / "run", name)
 
     async def _remove_queue_file(self, name: str) -> None:
         await asyncio.get_running_loop().run_in_executor(
@@ -982,6 +1275,13 @@ class LocalBackend:
         self, account: AccountId, mailbox: MailboxId
     ) -> AbstractAsyncContextManager[ChangeWatcher]:
         return self._watch(account, mailbox)
+
+
+def _close_index(index: AccountIndex) -> None:
+    try:
+        index.close()
+    except sqlite3.Error as exc:
+        log.warning("closing the index of #%d failed: %s", index.account, exc)
 
 
 def _close_opened(task: asyncio.Future[tuple[int, int, bytes]]) -> None:

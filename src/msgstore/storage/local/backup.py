@@ -1,10 +1,11 @@
 """Per-account backup: one account's tree as a tar archive, and back (``SupportsBackup``).
 
-The archive holds exactly what reconstruct needs::
-
-    msgstore-export.json        {"format": 1, "account": "bob", "exported": "...Z"}
-    index.db                    a consistent copy of the account's index
-    mail/<mailbox-id>/<uid>     every message file the copied index lists
+The archive is the backend-neutral one of ``storage/archive.py`` (format 2: manifest,
+``account.json``, ``messages.jsonl``, ``mail/<mailbox-id>/<uid>``), plus this backend's own
+copy of the index as ``index.db``, which a local restore puts in place as it is. An archive
+without ``index.db`` (written by the postgres backend) is restored by building an index from
+the records; a format-1 archive (``index.db`` and ``mail/`` only) as before. The postgres
+backend reads the rows of a format-1 ``index.db`` through :class:`IndexRecords`.
 
 **Export while mail arrives.** The copy is taken under the index's write lock (``BEGIN
 IMMEDIATE`` on the account's own index connection, so no process can commit a row meanwhile):
@@ -12,59 +13,77 @@ a second, read-only connection copies the index with SQLite's backup API, then e
 file the copy lists is hard-linked into a staging directory under ``DATA/tmp``. Message files
 are immutable and placed before their row commits, so every listed file exists; a file
 expunged later keeps its staged link. The lock is held for the copy and the links only (no
-message is read under it); the tar is written afterwards from the staged links, to a temporary
-name next to the destination that is renamed into place when complete.
+message is read under it); the records and the tar are written afterwards from the copy and
+the staged links, to a temporary name next to the destination that is renamed into place when
+complete.
 
-**Restore.** Every member is checked before anything is written: only ``msgstore-export.json``,
-``index.db``, and directories and regular files under ``mail/<digits>/<digits>`` are accepted;
-an absolute name, a ``..`` component, a symbolic or hard link, a device or FIFO, or anything
-else is refused (PARAMS) with the member's name. A compressed archive (gzip, bzip2, xz) is
-read too; the declared sizes of all members must fit in the free space (NOT_POSSIBLE
-otherwise), and exactly that many octets are read per member, so no archive can fill the disk.
-The members are extracted (by name, never ``extractall``) into a staging directory; the index
-must be a msgstore index of this schema version. Then, under the live index's write lock, and
-only if the account holds no message, the staged ``mail/`` replaces the tree's ``mail/`` and
-the staged index replaces ``index.db`` the way reconstruct swaps an index in (old
-``-wal``/``-shm`` unlinked first; if another process has the old file open the lock is kept
-for the busy timeout). The caller runs
-reconstruct with a new UIDVALIDITY afterwards, which re-keys the mailboxes, fixes the account
-id, name, limits and quota usage inside the index, and registers the ACL shares.
+**Restore.** Every member is checked before anything is written (``archive.check_member``):
+only the manifest, ``index.db``, ``account.json``, ``messages.jsonl``, and directories and
+regular files under ``mail/<digits>/<digits>`` are accepted; an absolute name, a ``..``
+component, a symbolic or hard link, a device or FIFO, or anything else is refused (PARAMS)
+with the member's name. A compressed archive (gzip, bzip2, xz) is read too; the declared sizes
+of all members must fit in the free space (NOT_POSSIBLE otherwise), and exactly that many
+octets are read per member, so no archive can fill the disk. The members are extracted (by
+name, never ``extractall``) into a staging directory; the index must be a msgstore index of
+this schema version (or is built from the records, every message file checked against its
+record's size and SHA-256). Then, under the live index's write lock, and only if the account
+holds no message, the staged ``mail/`` replaces the tree's ``mail/`` and the staged index
+replaces ``index.db`` the way reconstruct swaps an index in (old ``-wal``/``-shm`` unlinked
+first; if another process has the old file open the lock is kept for the busy timeout). The
+caller runs reconstruct with a new UIDVALIDITY afterwards, which re-keys the mailboxes, fixes
+the account id, name, limits and quota usage inside the index, and registers the ACL shares.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
+import hashlib
 import json
 import os
 import shutil
 import sqlite3
 import tarfile
 import time
-from pathlib import Path, PurePosixPath
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from msgstore.core.accounts import AccountInfo
 from msgstore.core.errors import ErrorKind, StoreError
+from msgstore.core.flags import SYSTEM_BITS, from_storage, keywords_of
 from msgstore.core.ids import AccountId
+from msgstore.core.names import INBOX
+from msgstore.mime.parse import METADATA_VERSION, parse_message
+from msgstore.storage import archive
+from msgstore.storage.archive import (
+    ACCOUNT_FILE,
+    MANIFEST,
+    MESSAGES_FILE,
+    ArchiveAccount,
+    ArchiveMailbox,
+    ArchiveMessage,
+)
 from msgstore.storage.base import ExportSummary, Progress
 from msgstore.storage.local import files, schema
 from msgstore.storage.local.db import BUSY_TIMEOUT_MS, connect, write_transaction
-from msgstore.storage.local.index import INDEX_FILE, MAIL_DIR, AccountIndex
+from msgstore.storage.local.index import (
+    INDEX_FILE,
+    MAIL_DIR,
+    AccountIndex,
+    acl_identifier,
+    date_from_storage,
+    date_to_storage,
+    parse_special_use,
+)
 from msgstore.storage.local.system import SystemDb
 
 if TYPE_CHECKING:
     from msgstore.storage.local.backend import LocalBackend
 
-MANIFEST: Final = "msgstore-export.json"
-FORMAT: Final = 1
-#: Largest index.db or manifest accepted from an archive.
-MAX_INDEX_OCTETS: Final = 4 * 1024**3
-MAX_MANIFEST_OCTETS: Final = 64 * 1024
-_CHUNK: Final = 1024 * 1024
-#: Free space a restore leaves in the data directory's file system (beyond what it writes).
-FREE_MARGIN: Final = 64 * 1024 * 1024
-
+#: Kept for callers of the local module; the rules live in ``storage/archive.py``.
+check_member = archive.check_member
+FORMAT: Final = archive.FORMAT
 
 _STAGING_SUFFIXES: Final = (".export", ".restore")
 
@@ -81,7 +100,8 @@ def remove_stale_staging(tmp_dir: Path) -> None:
             files.remove_tree_quietly(tmp_dir / name)
 
 
-def _new_staging(tmp_dir: Path, suffix: str) -> Path:
+def new_staging(tmp_dir: Path, suffix: str) -> Path:
+    tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     remove_stale_staging(tmp_dir)
     staging = tmp_dir / (files.temp_name() + suffix)
     staging.mkdir(mode=0o700)
@@ -151,9 +171,10 @@ def _write_tar(
     try:
         with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
             tar.addfile(_tarinfo(MANIFEST, len(manifest), now), _BytesReader(manifest))
-            index_path = staging / INDEX_FILE
-            with open(index_path, "rb") as fh:
-                tar.addfile(_tarinfo(INDEX_FILE, index_path.stat().st_size, now), fh)
+            for name in (ACCOUNT_FILE, MESSAGES_FILE, INDEX_FILE):
+                path = staging / name
+                with open(path, "rb") as fh:
+                    tar.addfile(_tarinfo(name, path.stat().st_size, now), fh)
             tar.addfile(_tarinfo(MAIL_DIR, 0, now, directory=True))
             seen: set[int] = set()
             for done, (mailbox, uid, _) in enumerate(rows, 1):
@@ -192,13 +213,98 @@ class _BytesReader:
         return chunk
 
 
-def _check_destination(destination: Path) -> Path:
-    destination = Path(os.path.abspath(destination))
-    if not destination.parent.is_dir():
-        raise StoreError(ErrorKind.PARAMS, f"No such directory: {destination.parent}")
-    if destination.is_dir():
-        raise StoreError(ErrorKind.PARAMS, f"{destination} is a directory")
-    return destination
+class IndexRecords:
+    """The archive records (``storage/archive.py``) of an index.db copy: the local export
+    writes them beside its copy, the postgres backend restores format-1 archives from them.
+    Blocking; the connection may be used from one thread after another."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(ErrorKind.PARAMS, "The archive's index.db cannot be read") from exc
+        try:
+            _check_foreign_index(self._conn)
+            if schema.schema_version(self._conn) != schema.INDEX_SCHEMA_VERSION:
+                raise StoreError(
+                    ErrorKind.PARAMS, "The archive's index.db is not a msgstore index"
+                )
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise StoreError(ErrorKind.PARAMS, "The archive's index.db is not a database") from exc
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def account(self, name: str) -> ArchiveAccount:
+        c = self._conn
+        keywords: dict[int, list[str]] = {}
+        for m, kw in c.execute("SELECT mailbox_id, keyword FROM mailbox_keywords ORDER BY 1, 2"):
+            keywords.setdefault(int(m), []).append(str(kw))
+        acl: dict[int, list[tuple[str, str]]] = {}
+        for m, ident, rights in c.execute(
+            "SELECT mailbox_id, identifier, rights FROM acl ORDER BY 1, identifier_key"
+        ):
+            acl.setdefault(int(m), []).append((str(ident), str(rights)))
+        limits = c.execute("SELECT storage_limit_octets, message_limit FROM quota").fetchone()
+        return ArchiveAccount(
+            name=name,
+            mailboxes=tuple(
+                ArchiveMailbox(
+                    id=int(i),
+                    name=str(n),
+                    uidvalidity=int(v),
+                    uidnext=int(un),
+                    highestmodseq=int(h),
+                    special_use=str(su),
+                    keywords=tuple(keywords.get(int(i), ())),
+                    acl=tuple(acl.get(int(i), ())),
+                )
+                for i, n, v, un, h, su in c.execute(
+                    "SELECT id, name, uidvalidity, uidnext, highestmodseq, special_use "
+                    "FROM mailboxes ORDER BY id"
+                )
+            ),
+            subscriptions=tuple(
+                str(n) for (n,) in c.execute("SELECT name FROM subscriptions ORDER BY name")
+            ),
+            storage_limit_kib=(
+                None if limits is None or limits[0] is None else int(limits[0]) // 1024
+            ),
+            message_limit=None if limits is None or limits[1] is None else int(limits[1]),
+        )
+
+    def messages(self) -> Iterator[ArchiveMessage]:
+        for m, uid, modseq, bits, kws, seconds, offset, size, sha, uidl in self._conn.execute(
+            "SELECT m.mailbox_id, m.uid, m.modseq, m.sysflags, m.keywords, m.internal_date, "
+            "m.tz_offset, m.size, x.sha256, x.uidl FROM messages m "
+            "JOIN message_meta x ON x.id = m.meta_id ORDER BY m.mailbox_id, m.uid"
+        ):
+            yield ArchiveMessage(
+                mailbox=int(m),
+                uid=int(uid),
+                modseq=int(modseq),
+                flags=from_storage(int(bits), kws),
+                internal_date=date_from_storage(int(seconds), int(offset)),
+                size=int(size),
+                sha256=bytes(sha),
+                uidl=str(uidl),
+            )
+
+
+def _write_records(staging: Path, name: str) -> None:
+    """``account.json`` and ``messages.jsonl`` from the staged index copy (streamed)."""
+    records = IndexRecords(staging / INDEX_FILE)
+    try:
+        (staging / ACCOUNT_FILE).write_bytes(archive.account_bytes(records.account(name)))
+        with open(staging / MESSAGES_FILE, "wb") as fh:
+            for message in records.messages():
+                fh.write(archive.message_line(message))
+    finally:
+        records.close()
 
 
 async def export_account(
@@ -208,17 +314,12 @@ async def export_account(
     progress: Progress | None,
 ) -> ExportSummary:
     info = await backend._sys(SystemDb.get_account_by_id, account)
-    destination = await asyncio.to_thread(_check_destination, destination)
-    staging = await asyncio.to_thread(_new_staging, backend._tmp_dir, ".export")
+    destination = await asyncio.to_thread(archive.check_destination, destination)
+    staging = await asyncio.to_thread(new_staging, backend._tmp_dir, ".export")
     try:
         rows = await backend._idx(account, _snapshot, staging)
-        manifest = json.dumps(
-            {
-                "format": FORMAT,
-                "account": info.name,
-                "exported": dt.datetime.now(dt.UTC).isoformat(),
-            }
-        ).encode()
+        await asyncio.to_thread(_write_records, staging, info.name)
+        manifest = archive.manifest_bytes(info.name, "local")
         try:
             size = await asyncio.to_thread(
                 _write_tar, staging, rows, destination, manifest, progress
@@ -241,111 +342,28 @@ async def export_account(
 # --- restore ---------------------------------------------------------------------------------
 
 
-def _refuse(member: str, why: str) -> StoreError:
-    return StoreError(ErrorKind.PARAMS, f"Refusing archive member {member!r}: {why}")
-
-
-def check_member(member: tarfile.TarInfo) -> tuple[str, ...]:
-    """The member's path components if it is acceptable; PARAMS naming it otherwise."""
-    name = member.name
-    if name.startswith("/") or PurePosixPath(name).is_absolute():
-        raise _refuse(name, "absolute path")
-    parts = tuple(p for p in name.split("/") if p not in ("", "."))
-    if ".." in parts:
-        raise _refuse(name, "path with '..'")
-    if member.issym() or member.islnk():
-        raise _refuse(name, f"link to {member.linkname!r}")
-    if member.isdev() or member.isfifo():
-        raise _refuse(name, "device or FIFO")
-    if not (member.isreg() or member.isdir()):
-        raise _refuse(name, "not a regular file or directory")
-    if member.isdir():
-        ok = (
-            len(parts) in (1, 2)
-            and parts[0] == MAIL_DIR
-            and all(p.isascii() and p.isdigit() for p in parts[1:])
+def _check_foreign_index(conn: sqlite3.Connection) -> None:
+    """An index.db from an archive: undamaged, and no trigger or view (SQL that would run
+    inside the live index later); ``trusted_schema`` off while it is read."""
+    conn.execute("PRAGMA trusted_schema = OFF")
+    if conn.execute("PRAGMA quick_check").fetchone() != ("ok",):
+        raise StoreError(ErrorKind.PARAMS, "The archive's index.db is damaged")
+    extra = conn.execute(
+        "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view') LIMIT 1"
+    ).fetchone()
+    if extra is not None:
+        raise StoreError(
+            ErrorKind.PARAMS, f"The archive's index.db has a {extra[0]} ({extra[1]!r}): refused"
         )
-    elif len(parts) == 1:
-        ok = parts[0] in (INDEX_FILE, MANIFEST)
-    else:
-        ok = (
-            len(parts) == 3
-            and parts[0] == MAIL_DIR
-            and all(p.isascii() and p.isdigit() and not p.startswith("0") for p in parts[1:])
-        )
-    if not ok:
-        raise _refuse(name, "not part of a msgstore account archive")
-    return parts
 
 
-def _extract(source: Path, staging: Path, progress: Progress | None) -> int:
-    """Check every member, then extract into ``staging``; returns the number of messages."""
-    try:
-        tar = tarfile.open(source, "r:*")  # noqa: SIM115 (closed by the with below)
-    except FileNotFoundError:
-        raise StoreError(ErrorKind.NOT_FOUND, f"No such file: {source}") from None
-    except (tarfile.TarError, OSError) as exc:
-        raise StoreError(ErrorKind.PARAMS, f"{source} is not a tar archive: {exc}") from exc
-    with tar:
-        try:
-            members = tar.getmembers()
-        except (tarfile.TarError, OSError) as exc:
-            raise StoreError(ErrorKind.PARAMS, f"{source} is a damaged tar archive") from exc
-        checked = [(m, check_member(m)) for m in members]
-        names = {parts for _, parts in checked}
-        if (INDEX_FILE,) not in names:
-            raise StoreError(ErrorKind.PARAMS, f"{source} has no {INDEX_FILE}: not an export")
-        if len(names) != len(checked):
-            raise StoreError(ErrorKind.PARAMS, f"{source} lists a member twice")
-        messages = [m for m, parts in checked if m.isreg() and len(parts) == 3]
-        needed = sum(m.size for m, _ in checked if m.isreg())
-        free = shutil.disk_usage(staging).free
-        if needed + FREE_MARGIN > free:
-            raise StoreError(
-                ErrorKind.NOT_POSSIBLE,
-                f"{source} needs {needed} octets; only {free} are free in the data directory",
-            )
-        (staging / MAIL_DIR).mkdir(mode=0o700)
-        done = 0
-        for member, parts in checked:
-            target = staging.joinpath(*parts)
-            if member.isdir():
-                target.mkdir(mode=0o700, exist_ok=True)
-                continue
-            if len(parts) == 1:
-                limit = MAX_INDEX_OCTETS if parts[0] == INDEX_FILE else MAX_MANIFEST_OCTETS
-                if member.size > limit:
-                    raise _refuse(member.name, "too large")
-            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            reader = tar.extractfile(member)
-            if reader is None:
-                raise _refuse(member.name, "cannot be read")
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            try:
-                remaining = member.size
-                while remaining > 0:
-                    chunk = reader.read(min(_CHUNK, remaining))
-                    if not chunk:
-                        raise _refuse(member.name, "truncated")
-                    os.write(fd, chunk)
-                    remaining -= len(chunk)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            if len(parts) == 3:
-                done += 1
-                if progress is not None:
-                    progress(done, len(messages))
-    return len(messages)
-
-
-def _check_index(path: Path, account: AccountId, name: str) -> None:
-    """The staged index must be ours; point its meta at the target account."""
+def _check_index(path: Path, account: AccountId, info: AccountInfo) -> None:
+    """The staged index must be ours; point its meta and limits at the target account."""
+    name = info.name
     try:
         conn = sqlite3.connect(path, isolation_level=None)
         try:
-            if conn.execute("PRAGMA quick_check").fetchone() != ("ok",):
-                raise StoreError(ErrorKind.PARAMS, "The archive's index.db is damaged")
+            _check_foreign_index(conn)
             if schema.schema_version(conn) != schema.INDEX_SCHEMA_VERSION:
                 raise StoreError(
                     ErrorKind.PARAMS, "The archive's index.db is not a msgstore index"
@@ -354,6 +372,11 @@ def _check_index(path: Path, account: AccountId, name: str) -> None:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("UPDATE meta SET value = ? WHERE key = 'account_id'", (str(account),))
             conn.execute("UPDATE meta SET value = ? WHERE key = 'account_name'", (name,))
+            kib = info.storage_limit_kib
+            conn.execute(
+                "UPDATE quota SET storage_limit_octets = ?, message_limit = ?",
+                (None if kib is None else kib * 1024, info.message_limit),
+            )
             conn.execute("COMMIT")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
@@ -400,6 +423,169 @@ def _swap_in(tree: Path, staging: Path, account_name: str) -> None:
         old.close()
 
 
+def _renumber(staging: Path, account: ArchiveAccount) -> dict[int, int]:
+    """Archive mailbox ids -> this tree's (INBOX is mailbox 1 in every tree); the staged
+    ``mail/<id>`` directories are renamed to match. PARAMS for files of an unknown mailbox."""
+    order = sorted(account.mailboxes, key=lambda b: (b.name != INBOX, b.id))
+    ids = {b.id: n for n, b in enumerate(order, 1)}
+    mail = staging / MAIL_DIR
+    renumbered = staging / "mail.renumbered"
+    renumbered.mkdir(mode=0o700)
+    for old, new in ids.items():
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(mail / str(old), renumbered / str(new))
+    for left in sorted(mail.iterdir()):
+        if any(left.iterdir()):
+            raise StoreError(
+                ErrorKind.PARAMS,
+                f"The archive has messages in {MAIL_DIR}/{left.name}/, a mailbox "
+                f"{ACCOUNT_FILE} does not list",
+            )
+    shutil.rmtree(mail)
+    os.rename(renumbered, mail)
+    return ids
+
+
+def _index_from_records(staging: Path, account: AccountId, name: str, files_in: int) -> int:
+    """Build ``staging/index.db`` from ``account.json`` and ``messages.jsonl`` (an archive of
+    another backend). Every message file is read once: checked against its record's size and
+    SHA-256, and parsed for its metadata. Returns the number of messages."""
+    records = archive.read_account(staging)
+    for box in records.mailboxes:
+        parse_special_use(box.special_use)
+        for ident, _ in box.acl:
+            acl_identifier(ident)
+    ids = _renumber(staging, records)
+    conn = sqlite3.connect(staging / INDEX_FILE, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        schema.create_index_schema(
+            conn,
+            account_id=account,
+            account_name=name,
+            storage_limit_octets=None,
+            message_limit=None,
+            first_uidvalidity=max(b.uidvalidity for b in records.mailboxes) + 1,
+        )
+        for box in records.mailboxes:
+            conn.execute(
+                "INSERT INTO mailboxes(id, name, uidvalidity, uidnext, highestmodseq, "
+                "special_use, recent_uid) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ids[box.id],
+                    box.name,
+                    box.uidvalidity,
+                    box.uidnext,
+                    box.highestmodseq,
+                    parse_special_use(box.special_use),
+                    box.uidnext,
+                ),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO mailbox_keywords(mailbox_id, keyword) VALUES (?, ?)",
+                [(ids[box.id], kw) for kw in box.keywords],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO acl(mailbox_id, identifier_key, identifier, rights) "
+                "VALUES (?, ?, ?, ?)",
+                [(ids[box.id], *reversed(acl_identifier(i)), r) for i, r in box.acl],
+            )
+        conn.executemany(
+            "INSERT INTO subscriptions(name) VALUES (?)", [(n,) for n in records.subscriptions]
+        )
+        count = octets = 0
+        for m in archive.read_messages(staging):
+            mailbox = ids.get(m.mailbox)
+            if mailbox is None:
+                raise StoreError(
+                    ErrorKind.PARAMS,
+                    f"The archive's message {m.mailbox}/{m.uid} is in a mailbox "
+                    f"{ACCOUNT_FILE} does not list",
+                )
+            member = archive.mail_member(m.mailbox, m.uid)
+            try:
+                data = (staging / MAIL_DIR / str(mailbox) / str(m.uid)).read_bytes()
+            except FileNotFoundError:
+                raise StoreError(ErrorKind.PARAMS, f"The archive has no {member}") from None
+            if len(data) != m.size or hashlib.sha256(data).digest() != m.sha256:
+                raise StoreError(
+                    ErrorKind.PARAMS, f"The archive's {member} differs from its record"
+                )
+            parsed = parse_message(data)
+            cur = conn.execute(
+                "INSERT INTO message_meta(sha256, uidl, meta_version, envelope, "
+                "bodystructure, body, partmap, headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    m.sha256,
+                    m.uidl,
+                    METADATA_VERSION,
+                    bytes(parsed.envelope),
+                    bytes(parsed.bodystructure),
+                    bytes(parsed.body),
+                    bytes(parsed.partmap.to_bytes()),
+                    json.dumps(dict(parsed.headers), ensure_ascii=False, separators=(",", ":")),
+                ),
+            )
+            seconds, offset = date_to_storage(m.internal_date)
+            kws = keywords_of(m.flags)
+            conn.executemany(
+                "INSERT OR IGNORE INTO mailbox_keywords(mailbox_id, keyword) VALUES (?, ?)",
+                [(mailbox, kw) for kw in kws],
+            )
+            try:
+                conn.execute(
+                    "INSERT INTO messages(mailbox_id, uid, modseq, sysflags, keywords, "
+                    "internal_date, tz_offset, size, meta_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        mailbox,
+                        m.uid,
+                        m.modseq,
+                        sum(SYSTEM_BITS.get(f, 0) for f in m.flags),
+                        " ".join(sorted(kws)) or None,
+                        seconds,
+                        offset,
+                        m.size,
+                        cur.lastrowid,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(ErrorKind.PARAMS, f"The archive lists {member} twice") from None
+            count += 1
+            octets += m.size
+        if count != files_in:
+            raise StoreError(
+                ErrorKind.PARAMS,
+                f"The archive has {files_in - count} message files without a record",
+            )
+        conn.execute(
+            "UPDATE mailboxes SET "
+            "uidnext = max(uidnext, coalesce((SELECT max(uid) + 1 FROM messages m "
+            "WHERE m.mailbox_id = mailboxes.id), 1)), "
+            "highestmodseq = max(highestmodseq, coalesce((SELECT max(modseq) FROM messages m "
+            "WHERE m.mailbox_id = mailboxes.id), 1))"
+        )
+        conn.execute(
+            "UPDATE quota SET storage_used_octets = ?, messages_used = ?", (octets, count)
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return count
+
+
+def _stage_archive(
+    source: Path, staging: Path, account: AccountId, info: AccountInfo, progress: Progress | None
+) -> int:
+    """Extract and check the archive; leave ``staging/index.db`` and ``staging/mail/``."""
+    extracted = archive.extract(source, staging, progress)
+    if INDEX_FILE in extracted.files:
+        count = extracted.messages
+    else:
+        count = _index_from_records(staging, account, info.name, extracted.messages)
+    _check_index(staging / INDEX_FILE, account, info)
+    return count
+
+
 async def restore_account(
     backend: LocalBackend, account: AccountId, source: Path, progress: Progress | None
 ) -> int:
@@ -409,17 +595,29 @@ async def restore_account(
             ErrorKind.NOT_POSSIBLE,
             f"Account {info.name!r} holds mail: restore only into a new or empty account",
         )
-    staging = await asyncio.to_thread(_new_staging, backend._tmp_dir, ".restore")
+    staging = await asyncio.to_thread(new_staging, backend._tmp_dir, ".restore")
     try:
-        count = await asyncio.to_thread(_extract, Path(source), staging, progress)
-        await asyncio.to_thread(_check_index, staging / INDEX_FILE, account, info.name)
+        count = await asyncio.to_thread(
+            _stage_archive, Path(source), staging, account, info, progress
+        )
         worker = backend._indexes.pop(account, None)
         if worker is not None:
             await worker.close()
         await asyncio.to_thread(_swap_in, backend._tree(account), staging, info.name)
     finally:
         await asyncio.to_thread(files.remove_tree_quietly, staging)
+    # The shares directory lists the restored ACL entries (reconstruct adds them only when
+    # it rewrites the index; with the archive's UIDVALIDITY kept it may find nothing to do).
+    for mailbox, key in await backend._idx(account, _acl_keys):
+        await backend._sys(SystemDb.add_share, account, mailbox, key)
     return count
+
+
+def _acl_keys(index: AccountIndex) -> list[tuple[int, str]]:
+    return [
+        (int(m), str(k))
+        for m, k in index.conn.execute("SELECT mailbox_id, identifier_key FROM acl")
+    ]
 
 
 def _message_count(index: AccountIndex) -> int:

@@ -38,14 +38,18 @@ SYSTEM_DAMAGED: Final = "system database damaged; restore it from a backup"
 _CORRUPT_CODES: Final = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 
-def connect(path: Path, *, create: bool) -> sqlite3.Connection:
-    """Open a database with the store's settings; never creates the file unless ``create``."""
+def connect(path: Path, *, create: bool, any_thread: bool = False) -> sqlite3.Connection:
+    """Open a database with the store's settings; never creates the file unless ``create``.
+
+    ``any_thread``: the connection may be used by one thread after another (never by two at
+    once: the caller hands it over under a lock), not only by the one that opened it."""
     mode = "rwc" if create else "rw"
     conn = sqlite3.connect(
         f"file:{quote(str(path))}?mode={mode}",
         uri=True,
         isolation_level=None,
         cached_statements=256,
+        check_same_thread=not any_thread,
     )
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

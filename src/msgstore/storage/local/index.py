@@ -117,12 +117,14 @@ class StagedFile:
 class AppendRequest:
     """One ``Backend.append`` call, queued for the group commit (``append_batch``)."""
 
-    mailbox: MailboxId
+    mailbox: MailboxId | None  # None: the account's INBOX (delivery), looked up here
     staged: StagedFile
     flags: Flags
     internal_date: dt.datetime
     uidl: str | None
     check_quota: bool
+    #: Remove the staged file once the message is committed (its last use: one hop less).
+    release: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +213,15 @@ class AccountIndex:
         *,
         defer: Callable[[Callable[[], None]], None] | None = None,
         expunged_keep: int = EXPUNGED_KEEP,
+        recover: bool = True,
+        any_thread: bool = False,
     ) -> None:
+        """``recover=False`` (an open for deliveries only, ``LocalBackend.deliver_many``)
+        skips :meth:`recover`; an append then checks its own target name instead (see
+        :meth:`_append_one`), and the full recovery runs when the index is next opened for
+        good. ``any_thread``: see ``db.connect``."""
         self.account = account
+        self._recovered = recover
         self.defer: Callable[[Callable[[], None]], None] = defer or _run_now
         self.expunged_keep = max(1, expunged_keep)
         self.tree = tree
@@ -233,7 +242,7 @@ class AccountIndex:
                 ErrorKind.CORRUPTED, INDEX_DAMAGED, detail=f"{path} is missing"
             ) from None
         self._ident = (st.st_dev, st.st_ino)
-        self.conn = connect(path, create=False)
+        self.conn = connect(path, create=False, any_thread=any_thread)
         try:
             version = schema.schema_version(self.conn)
             if version != schema.INDEX_SCHEMA_VERSION:
@@ -247,7 +256,8 @@ class AccountIndex:
                     schema.apply_migrations(
                         self.conn, schema.pending_migrations(self.conn, schema.INDEX_MIGRATIONS)
                     )
-            self.recover()
+            if recover:
+                self.recover()
         except BaseException:
             self.conn.close()
             raise
@@ -295,8 +305,13 @@ class AccountIndex:
                 )
                 for mbname, special in specs:
                     _create_mailbox_rows(conn, mbname, special, exist_ok=True)
+            inbox = conn.execute("SELECT id FROM mailboxes WHERE name = ?", (INBOX,)).fetchone()
         finally:
             conn.close()
+        # INBOX's directory now rather than at the first delivery (a new inode is among the
+        # slowest file system operations; a fan-out to new accounts would pay it for each).
+        ops.mkdir(tree / MAIL_DIR / str(inbox[0]))
+        ops.fsync_dir(tree / MAIL_DIR)
         ops.fsync_dir(tree)
         ops.fsync_dir(tree.parent)
 
@@ -751,7 +766,7 @@ class AccountIndex:
                     self.conn.execute("SAVEPOINT append_one")
                     mine: list[Path] = []
                     try:
-                        results.append(self._append_one(request, mine))
+                        result = self._append_one(request, mine)
                     except (StoreError, OSError) as exc:
                         self.conn.execute("ROLLBACK TO append_one")
                         self.conn.execute("RELEASE append_one")
@@ -765,8 +780,9 @@ class AccountIndex:
                         results.append(err)
                         continue
                     self.conn.execute("RELEASE append_one")
+                    results.append(result)
                     placed.extend(mine)
-                    mailbox_dirs[self.mail_dir / str(request.mailbox)] = None
+                    mailbox_dirs[self.mail_dir / str(result.mailbox)] = None
                 for mailbox_dir in mailbox_dirs:
                     self.ops.fsync_dir(mailbox_dir)
         except BaseException:
@@ -774,18 +790,33 @@ class AccountIndex:
                 self.ops.remove_quietly(path)
             raise
         self._changed(*(r.mailbox for r in results if isinstance(r, AppendResult)))
+        for request, outcome in zip(requests, results, strict=True):
+            if request.release and isinstance(outcome, AppendResult):
+                self.ops.remove_quietly(request.staged.path)  # committed: the temp file is spare
         return results
 
     def _append_one(self, request: AppendRequest, placed: list[Path]) -> AppendResult:
         """One message of a batch, inside the caller's transaction and savepoint; its link
         goes to ``placed`` (the directory fsync is the caller's)."""
-        mailbox, staged = request.mailbox, request.staged
+        staged = request.staged
+        if request.mailbox is not None:
+            mailbox = request.mailbox
+        else:
+            inbox = self._mailbox_by_name(INBOX)
+            if inbox is None:
+                raise _not_found_mailbox(INBOX)
+            mailbox = MailboxId(inbox[0])
         flags = normalize_flags(request.flags)
         seconds, offset = date_to_storage(request.internal_date)
         bits = sum(SYSTEM_BITS.get(f, 0) for f in flags)
         uidvalidity, uid, highestmodseq, _ = self._mailbox(mailbox)
         if uid > MAX_UID:
             raise StoreError(ErrorKind.LIMIT, "Mailbox has run out of UIDs")
+        if not self._recovered and _exists(self._mail_path(mailbox, uid)):
+            # Opened without recovery: a file at the new UID (a crash between link and
+            # commit, or a tree restored with an older index) is moved aside as recovery
+            # would have, never replaced.
+            self._recover_mailbox(mailbox, uid)
         self._reserve(staged.size, 1, request.check_quota)
         modseq = highestmodseq + 1
         placed.extend(
@@ -964,6 +995,34 @@ class AccountIndex:
             os.close(fd)
             raise
         return fd, size, head
+
+    def read_bodies(self, mailbox: MailboxId, uids: Sequence[Uid]) -> dict[Uid, bytes]:
+        """Whole files of the existing messages among ``uids`` (``SupportsBodyBatch``): one
+        query, then open-read-close each. A file that is missing or not of the recorded size
+        is left out; ``open_body`` on it reports (and logs) the damage."""
+        if not uids:
+            return {}
+        marks = ",".join("?" * len(uids))
+        rows = self.conn.execute(
+            f"SELECT uid, size FROM messages WHERE mailbox_id = ? AND uid IN ({marks})",  # noqa: S608
+            (mailbox, *uids),
+        ).fetchall()
+        out: dict[Uid, bytes] = {}
+        folder = f"{self._mail_path(mailbox, 0).parent}{os.sep}"
+        for uid, size in rows:
+            try:
+                fd = os.open(f"{folder}{uid}", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:  # gone or unreadable: open_body tells which
+                continue
+            try:
+                data = os.pread(fd, size + 1, 0)
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+            if len(data) == size:
+                out[Uid(uid)] = data
+        return out
 
     def store_flags(
         self,

@@ -15,14 +15,17 @@ the queue is the reverse: the row goes in one transaction, then the file is unli
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import fcntl
 import json
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.storage.base import ForwardEntry, QueueEntry
@@ -175,16 +178,30 @@ def update_queued(
     attempts: int | None,
     next_attempt: dt.datetime | None,
     last_error: str | None,
+    dsn: tuple[str, int] | None = None,
 ) -> tuple[QueueEntry | None, str | None]:
     """Returns the entry after the update (None if it left the queue) and, when it left,
-    the name of its file for the caller to unlink."""
+    the name of its file for the caller to unlink.
+
+    ``dsn`` (the name and size of a queue file already written) is queued in the same
+    transaction, from the null sender to the entry's sender: the DSN and the change it
+    reports commit together or not at all."""
     with write_transaction(db.conn, db.faults):
         row = db.conn.execute(
-            "SELECT file, recipients FROM relay_queue WHERE id = ?", (ident,)
+            "SELECT file, recipients, sender FROM relay_queue WHERE id = ?", (ident,)
         ).fetchone()
         if row is None:
             raise StoreError(ErrorKind.NOT_FOUND, f"No queued message {ident}")
-        file, recipients = str(row[0]), json.loads(row[1])
+        file, recipients, sender = str(row[0]), json.loads(row[1]), str(row[2])
+        if dsn is not None:
+            if not sender:
+                raise StoreError(ErrorKind.PARAMS, "No DSN for the null sender")
+            now = time.time()
+            db.conn.execute(
+                "INSERT INTO relay_queue(file, sender, recipients, size, created, next_attempt) "
+                "VALUES (?, '', ?, ?, ?, ?)",
+                (dsn[0], json.dumps([sender]), dsn[1], now, now),
+            )
         gone = {r.casefold() for r in done}
         left = [r for r in recipients if r.casefold() not in gone]
         if not left:
@@ -289,3 +306,45 @@ def remove_orphans(ops: FileOps, queue_dir: Path, known: set[str]) -> int:
             ops.remove_quietly(queue_dir / name)
             removed += 1
     return removed
+
+
+# --- the runner lock (Backend.runner_lock) ----------------------------------------------------
+
+
+class FileRunnerLock:
+    """An flock held on an open file: it is only lost with the process."""
+
+    async def held(self) -> bool:
+        return True
+
+
+def _try_flock(path: Path) -> tuple[IO[str], bool]:
+    """Open ``path`` and try ``flock(LOCK_EX | LOCK_NB)``: (the open file, whether locked)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # noqa: SIM115 -- held until the block is left
+    except OSError as exc:
+        raise StoreError(
+            ErrorKind.UNAVAILABLE, "Cannot open the runner lock", detail=f"{path}: {exc}"
+        ) from exc
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return handle, False
+    except OSError as exc:
+        handle.close()
+        raise StoreError(
+            ErrorKind.UNAVAILABLE, "Cannot take the runner lock", detail=f"{path}: {exc}"
+        ) from exc
+    return handle, True
+
+
+@asynccontextmanager
+async def runner_lock(run_dir: Path, name: str) -> AsyncIterator[FileRunnerLock | None]:
+    """``flock`` on ``run_dir/<name>.lock`` (see ``Backend.runner_lock``). The kernel drops
+    it when the process dies, however it dies."""
+    handle, got = await asyncio.to_thread(_try_flock, run_dir / f"{name}.lock")
+    try:
+        yield FileRunnerLock() if got else None
+    finally:
+        handle.close()

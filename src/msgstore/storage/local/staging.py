@@ -86,6 +86,12 @@ class LocalStagedMessage:
         self._buffer.clear()
         self._result = await self._in_thread(self._finish, chunk)
 
+    def released(self) -> None:
+        """The store removed the finished temp file itself (``deliver_many(release=True)``,
+        after the commit): nothing is left to discard."""
+        if self._fd < 0:
+            self._path = None
+
     async def discard(self) -> None:
         """Close and remove the temp file (the end of the staging context)."""
         if self._fd < 0 and self._path is None:

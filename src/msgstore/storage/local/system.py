@@ -18,6 +18,7 @@ from typing import Final
 from msgstore.core.accounts import AccountChanges, AccountInfo, AccountKind
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.core.ids import AccountId
+from msgstore.storage.base import AccountQuery
 from msgstore.storage.local import schema
 from msgstore.storage.local.db import connect, read_transaction, write_transaction
 from msgstore.storage.local.faults import FaultPlan
@@ -174,10 +175,33 @@ class SystemDb:
             raise StoreError(ErrorKind.NOT_FOUND, f"No such account: #{account}")
         return _info(row)
 
-    def list_accounts(self) -> list[AccountInfo]:
-        rows = self.conn.execute(
-            _SELECT_ACCOUNTS + "WHERE public = 0 ORDER BY name_key, id"
-        ).fetchall()
+    def list_accounts(self, query: AccountQuery | None = None) -> list[AccountInfo]:
+        """Filtered and paged in SQL (name_key is UNIQUE, so the index serves the order)."""
+        q = query if query is not None else AccountQuery()
+        where = ["public = 0"]
+        args: list[object] = []
+        for column, value in (
+            ("manager", q.manager),
+            ("login_disabled", q.login_disabled),
+            ("receive_disabled", q.receive_disabled),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(int(value))
+        if q.kind is not None:
+            where.append("kind = ?")
+            args.append(q.kind.value)
+        if q.contains:
+            where.append("instr(name_key, ?) > 0")
+            args.append(q.contains)
+        if q.after is not None:
+            where.append("(name_key, id) > (?, ?)")
+            args.extend(q.after)
+        sql = _SELECT_ACCOUNTS + "WHERE " + " AND ".join(where) + " ORDER BY name_key, id"
+        if q.limit is not None or q.offset:
+            sql += " LIMIT ? OFFSET ?"
+            args.extend((-1 if q.limit is None else q.limit, q.offset))
+        rows = self.conn.execute(sql, args).fetchall()
         return [_info(r) for r in rows]
 
     def create_account(

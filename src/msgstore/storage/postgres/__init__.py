@@ -19,6 +19,8 @@ Modules
 ``staging``    receiving a message: CRLF-normalised, size-capped, hashed, parsed once
 ``notify``     LISTEN/NOTIFY: coalesced NOTIFY after commits, one LISTEN connection per process
 ``admin``      ``msgstore db upgrade`` and ``msgstore store copy``
+``backup``     per-account export and restore (the backend-neutral ``storage/archive.py``)
+``reconstruct`` ``msgstore reconstruct``: check and repair what can drift in the rows
 
 Contents
 --------

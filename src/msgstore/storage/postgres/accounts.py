@@ -16,6 +16,7 @@ from msgstore.core.ids import AccountId, MailboxId
 from msgstore.core.names import INBOX, MailboxName, mailbox_name
 from msgstore.core.quota import QuotaInfo
 from msgstore.storage.base import (
+    AccountQuery,
     NewAccount,
 )
 from msgstore.storage.local.index import (
@@ -149,14 +150,42 @@ class AccountsMixin(PgBase):
             raise not_found_account(f"#{account}")
         return account_info(row)
 
-    async def list_accounts(self) -> list[AccountInfo]:
+    async def list_accounts(self, query: AccountQuery | None = None) -> list[AccountInfo]:
+        """Filtered and paged in SQL, ordered by code point (COLLATE "C") whatever the
+        database's collation, as the SQLite backend orders."""
+        q = query if query is not None else AccountQuery()
+        where = ["NOT public"]
+        args: list[object] = []
+
+        def arg(value: object) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        for column, value in (
+            ("manager", q.manager),
+            ("login_disabled", q.login_disabled),
+            ("receive_disabled", q.receive_disabled),
+        ):
+            if value is not None:
+                where.append(f"{column} = {arg(value)}")
+        if q.kind is not None:
+            where.append(f"kind = {arg(q.kind.value)}")
+        if q.contains:
+            where.append(f"strpos(name_key, {arg(q.contains)}) > 0")
+        if q.after is not None:
+            key, ident = q.after
+            where.append(f'(name_key COLLATE "C", account_id) > ({arg(key)}, {arg(ident)})')
+        sql = (
+            f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {' AND '.join(where)} "
+            'ORDER BY name_key COLLATE "C", account_id'
+        )
+        if q.limit is not None:
+            sql += f" LIMIT {arg(q.limit)}"
+        if q.offset:
+            sql += f" OFFSET {arg(q.offset)}"
+
         async def get(conn: Any) -> list[Any]:
-            return list(
-                await conn.fetch(
-                    f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE NOT public "
-                    "ORDER BY name_key, account_id"
-                )
-            )
+            return list(await conn.fetch(sql, *args))
 
         return [account_info(r) for r in await self._run(get, write=False)]
 

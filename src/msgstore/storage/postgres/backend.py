@@ -20,9 +20,13 @@ from typing import Any
 
 from msgstore.core.accounts import AccountInfo
 from msgstore.core.ids import AccountId, MailboxId
+from msgstore.core.names import MailboxName
 from msgstore.storage.base import (
     ChangeWatcher,
+    ExportSummary,
     Feature,
+    Progress,
+    ReconstructReport,
 )
 from msgstore.storage.notify import ChangeHub
 from msgstore.storage.postgres import schema
@@ -32,14 +36,26 @@ from msgstore.storage.postgres.extras import ExtrasMixin
 from msgstore.storage.postgres.mailboxes import MailboxesMixin
 from msgstore.storage.postgres.messages import MessagesMixin
 from msgstore.storage.postgres.notify import PgNotifier
+from msgstore.storage.postgres.queries import EXPUNGED_KEEP
+from msgstore.storage.postgres.storeimport import StoreImportMixin
 from msgstore.storage.postgres.updates import UpdatesMixin
 
 
-class PostgresBackend(AccountsMixin, MailboxesMixin, MessagesMixin, UpdatesMixin, ExtrasMixin):
+class PostgresBackend(
+    StoreImportMixin, AccountsMixin, MailboxesMixin, MessagesMixin, UpdatesMixin, ExtrasMixin
+):
     """The scale-out backend (implements ``storage.base.Backend``). Open with :meth:`open`."""
 
-    def __init__(self, db: Database, tmp_dir: Path, channel: str, dsn: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        tmp_dir: Path,
+        channel: str,
+        dsn: str,
+        expunged_keep: int = EXPUNGED_KEEP,
+    ) -> None:
         self._db = db
+        self._expunged_keep = max(1, expunged_keep)
         self._tmp_dir = tmp_dir
         self._dsn = dsn
         self._hub = ChangeHub(asyncio.get_running_loop())
@@ -56,9 +72,13 @@ class PostgresBackend(AccountsMixin, MailboxesMixin, MessagesMixin, UpdatesMixin
         pool_min: int = 1,
         pool_max: int = 10,
         acquire_timeout: float = 10.0,
+        expunged_keep: int = EXPUNGED_KEEP,
     ) -> PostgresBackend:
         """Connect, check the schema version (NOT_POSSIBLE: run ``msgstore db upgrade``)
-        and make sure the public pseudo-account exists."""
+        and make sure the public pseudo-account exists.
+
+        ``expunged_keep``: expunged UIDs remembered per mailbox for QRESYNC and
+        ``changes_since``, as the local backend's (docs/storage-postgres.md)."""
         db = await Database.connect(
             dsn, min_size=pool_min, max_size=pool_max, acquire_timeout=acquire_timeout
         )
@@ -69,7 +89,7 @@ class PostgresBackend(AccountsMixin, MailboxesMixin, MessagesMixin, UpdatesMixin
                 return str(await conn.fetchval("SELECT current_schema()"))
 
             current = await db.run(check, write=False)
-            backend = cls(db, data_dir / "tmp", f"msgstore.{current}"[:63], dsn)
+            backend = cls(db, data_dir / "tmp", f"msgstore.{current}"[:63], dsn, expunged_keep)
             backend._public = await backend._ensure_public()
         except BaseException:
             await db.close()
@@ -78,7 +98,14 @@ class PostgresBackend(AccountsMixin, MailboxesMixin, MessagesMixin, UpdatesMixin
 
     @property
     def features(self) -> frozenset[Feature]:
-        return frozenset({Feature.CROSS_HOST_NOTIFY, Feature.UID_IMPORT})
+        return frozenset(
+            {
+                Feature.CROSS_HOST_NOTIFY,
+                Feature.UID_IMPORT,
+                Feature.STORE_IMPORT,
+                Feature.RECONSTRUCT,
+            }
+        )
 
     async def close(self) -> None:
         if self._closed:
@@ -105,3 +132,42 @@ class PostgresBackend(AccountsMixin, MailboxesMixin, MessagesMixin, UpdatesMixin
         self, account: AccountId, mailbox: MailboxId
     ) -> AbstractAsyncContextManager[ChangeWatcher]:
         return self._watch(account, mailbox)
+
+    # --- per-account backup and reconstruct (postgres/backup.py, postgres/reconstruct.py) -----
+
+    async def export_account(
+        self, account: AccountId, destination: Path, *, progress: Progress | None = None
+    ) -> ExportSummary:
+        """``storage.base.SupportsBackup``: the backend-neutral archive (storage/archive.py)."""
+        from msgstore.storage.postgres import backup
+
+        return await backup.export_account(self, account, destination, progress)
+
+    async def restore_account(
+        self, account: AccountId, source: Path, *, progress: Progress | None = None
+    ) -> int:
+        from msgstore.storage.postgres import backup
+
+        return await backup.restore_account(self, account, source, progress)
+
+    async def reconstruct(
+        self,
+        account: AccountId,
+        *,
+        apply: bool,
+        mailbox: MailboxName | None = None,
+        new_uidvalidity: bool = False,
+        progress: Progress | None = None,
+    ) -> ReconstructReport:
+        """``storage.base.SupportsReconstruct``: check and repair what can drift in the
+        rows (postgres/reconstruct.py)."""
+        from msgstore.storage.postgres import reconstruct
+
+        return await reconstruct.reconstruct_account(
+            self,
+            account,
+            apply=apply,
+            mailbox=mailbox,
+            new_uidvalidity=new_uidvalidity,
+            progress=progress,
+        )

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import time
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from msgstore.core.accounts import AccountInfo
@@ -25,6 +26,7 @@ from msgstore.storage.base import (
     NewApiToken,
     NewWebSession,
     QueueEntry,
+    RunnerLock,
     StagedMessage,
     WebSession,
 )
@@ -91,6 +93,15 @@ def _queued(row: Any) -> QueueEntry:
         attempts=row["attempts"],
         last_error=row["last_error"],
     )
+
+
+async def _staged_octets(staged: StagedMessage) -> bytes:
+    if not isinstance(staged, PgStagedMessage):
+        raise StoreError(ErrorKind.PARAMS, "The message was not staged by this store")
+    staged.meta()
+    import asyncio
+
+    return b"".join(await asyncio.get_running_loop().run_in_executor(None, staged.read_chunks))
 
 
 class ExtrasMixin(PgBase):
@@ -278,13 +289,28 @@ class ExtrasMixin(PgBase):
         attempts: int | None = None,
         next_attempt: dt.datetime | None = None,
         last_error: str | None = None,
+        dsn: StagedMessage | None = None,
     ) -> QueueEntry | None:
+        report = None if dsn is None else await _staged_octets(dsn)
+
         async def update(conn: Any) -> Any:
-            recipients = await conn.fetchval(
-                "SELECT recipients FROM relay_queue WHERE id = $1 FOR UPDATE", ident
+            row = await conn.fetchrow(
+                "SELECT recipients, sender FROM relay_queue WHERE id = $1 FOR UPDATE", ident
             )
-            if recipients is None:
+            if row is None:
                 raise StoreError(ErrorKind.NOT_FOUND, f"No queued message {ident}")
+            recipients = row["recipients"]
+            if report is not None:  # the DSN commits with the change it reports
+                if not row["sender"]:
+                    raise StoreError(ErrorKind.PARAMS, "No DSN for the null sender")
+                await conn.execute(
+                    "INSERT INTO relay_queue(sender, recipients, size, created, next_attempt, "
+                    "data) VALUES ('', $1, $2, $3, $3, $4)",
+                    [row["sender"]],
+                    len(report),
+                    time.time(),
+                    report,
+                )
             gone = {r.casefold() for r in done}
             left = [r for r in recipients if r.casefold() not in gone]
             if not left:
@@ -312,6 +338,12 @@ class ExtrasMixin(PgBase):
 
         if await self._run(delete) is None:
             raise StoreError(ErrorKind.NOT_FOUND, f"No queued message {ident}")
+
+    def runner_lock(self, name: str) -> AbstractAsyncContextManager[RunnerLock | None]:
+        from msgstore.storage.postgres.runnerlock import runner_lock
+
+        self._check_open()
+        return runner_lock(self._dsn, name, wait=self._db.acquire_timeout)
 
     # --- web sessions and last logins -----------------------------------------------------------
 

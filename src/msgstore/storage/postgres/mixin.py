@@ -28,6 +28,7 @@ class PgBase:
     _db: Database
     _tmp_dir: Path
     _dsn: str
+    _expunged_keep: int  # expunged UIDs kept per mailbox (queries.prune_expunged)
     _hub: ChangeHub
     _notifier: PgNotifier
     _public: AccountInfo | None

@@ -28,6 +28,7 @@ from msgstore.storage.local.index import (
 PUBLIC_QUOTA_ROOT: Final = "Public"
 SEEN_BIT: Final = SYSTEM_BITS["\\Seen"]
 DELETED_BIT: Final = SYSTEM_BITS["\\Deleted"]
+#: Default of ``PostgresBackend.open(expunged_keep=...)`` (the same as the local backend).
 EXPUNGED_KEEP: Final = 10_000
 
 ACCOUNT_COLUMNS: Final = (
@@ -388,9 +389,9 @@ async def expunge_rows(
     )
 
 
-async def prune_expunged(conn: Any, account: AccountId, mailbox: int) -> None:
-    """Keep the expunge log bounded (as the local backend: a floor modseq summarises it)."""
-    keep = EXPUNGED_KEEP
+async def prune_expunged(conn: Any, account: AccountId, mailbox: int, keep: int) -> None:
+    """Keep the expunge log bounded to ``keep`` UIDs (``PostgresBackend.open(expunged_keep=)``;
+    as the local backend: a floor modseq summarises what was pruned)."""
     over = await conn.fetchval(
         "SELECT 1 FROM expunged WHERE account_id = $1 AND mailbox_id = $2 "
         "ORDER BY modseq DESC LIMIT 1 OFFSET $3",

@@ -176,7 +176,7 @@ class UpdatesMixin(PgBase):
             await expunge_rows(conn, account, mailbox, gone, box["highestmodseq"] + 1)
             await release(conn, account, sum(r["size"] for r in rows), len(rows))
             await drop_refs(conn, [bytes(r["sha256"]) for r in rows])
-            await prune_expunged(conn, account, mailbox)
+            await prune_expunged(conn, account, mailbox, self._expunged_keep)
             return gone
 
         gone = await self._run(run)
