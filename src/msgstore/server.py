@@ -10,6 +10,10 @@ Startup, in this order, each step failing with one log line and a sysexits code:
    in the table yet is logged and its sockets are closed again;
 6. write DATA/run/msgstore.pid -- from then on the server is ready.
 
+Every process runs its services on the event loop ``[server] event_loop`` names
+(:func:`loop_factory`: uvloop by default, asyncio's own loop as the fallback); ``uvloop``
+configured but not importable stops the server before step 1 (exit 78).
+
 SIGTERM or SIGINT stops it: services close (each says goodbye to its sessions), then the store,
 then the pid file goes; the exit code is 0.
 
@@ -23,7 +27,8 @@ worker's exit code. SIGTERM/SIGINT to the supervisor stop every worker, then the
 exits 0. Log lines of the workers say ``msgstore(worker-2)<pid>``, sessions carry the pid.
 
 Adding a protocol server is one entry in :data:`SERVICES`: the section name of its listen keys
-and an async start function ``start(config, backend, listeners) -> RunningService``. It gets the
+and where its async start function ``start(config, backend, listeners) -> RunningService`` is
+(``"module:function"``; only services with a listen address are imported, before any fork). It gets the
 effective configuration (``config.tls.cert``/``key`` are always set, to the generated pair if
 none was configured), the open backend, and its bound sockets (``Listener.implicit_tls`` tells
 ``tls_listen`` sockets from plain ones). It returns once it accepts connections.
@@ -59,18 +64,12 @@ from msgstore.auth.throttle import ThrottlePolicy
 from msgstore.config import Config, ConfigError, TlsSection, listen_keys
 from msgstore.core.errors import StoreError
 from msgstore.delivery.relay import start_relay
-from msgstore.imap.server import start as start_imap
-from msgstore.lmtp.service import start_lmtp, start_smtp
 from msgstore.net.control import control_dir, prepare_control_dir, start_control
 from msgstore.net.listener import Listener, ListenError, bind_listeners, close_listeners
 from msgstore.net.logs import configure_logging
-from msgstore.net.tls import ensure_tls_files, server_context
-from msgstore.pop3.service import start as start_pop3
-from msgstore.poppassd.service import start as start_poppassd
-from msgstore.socketmap.service import start as start_socketmap
+from msgstore.net.tls import ensure_tls_files, limit_tls_read_buffer, server_context
 from msgstore.storage.base import Backend
 from msgstore.storage.open import open_backend
-from msgstore.web.service import start as start_web
 
 log = logging.getLogger(__name__)
 
@@ -104,16 +103,35 @@ class RunningService(Protocol):
 
 ServiceStart = Callable[[Config, Backend, Sequence[Listener]], Awaitable[RunningService]]
 
-#: The protocol servers, by the section name of their listen keys. Each protocol adds its entry.
-SERVICES: Final[dict[str, ServiceStart]] = {
-    "imap": start_imap,
-    "pop3": start_pop3,
-    "poppassd": start_poppassd,
-    "lmtp": start_lmtp,
-    "smtp": start_smtp,
-    "web": start_web,
-    "delivery": start_socketmap,  # [delivery] socketmap_listen
+#: The protocol servers, by the section name of their listen keys: "module:function" of each
+#: start function. Each protocol adds its entry. A service is imported only when it has a
+#: listen address (:func:`service_start`): a server without a web listener never loads FastAPI.
+SERVICES: Final[dict[str, str]] = {
+    "imap": "msgstore.imap.server:start",
+    "pop3": "msgstore.pop3.service:start",
+    "poppassd": "msgstore.poppassd.service:start",
+    "lmtp": "msgstore.lmtp.service:start_lmtp",
+    "smtp": "msgstore.lmtp.service:start_smtp",
+    "web": "msgstore.web.service:start",
+    "delivery": "msgstore.socketmap.service:start",  # [delivery] socketmap_listen
 }
+
+
+def service_start(name: str) -> ServiceStart | None:
+    """The start function of service ``name`` (importing its module), or None if unknown."""
+    spec = SERVICES.get(name)
+    if spec is None:
+        return None
+    module, _, function = spec.partition(":")
+    start: ServiceStart = getattr(importlib.import_module(module), function)
+    return start
+
+
+def _preload_services(config: Config) -> None:
+    """Import the configured services now, so that forked workers share the loaded modules."""
+    for name, addresses in listen_keys(config):
+        if addresses:
+            service_start(name.partition(".")[0])
 
 
 def run_dir(config: Config) -> Path:
@@ -138,6 +156,11 @@ def serve(config: Config, *, workers: int | None = None) -> int:
     ``workers`` overrides ``[server] workers`` (see :func:`worker_count`).
     """
     configure_logging(config.log, service="msgstore", ident="serve")
+    try:
+        loop_factory(config)  # a configured loop that cannot run stops us before anything
+    except ConfigError as exc:
+        log.critical("%s", exc)
+        return EX_CONFIG
     _raise_open_files_limit()
     _fix_malloc_mmap_threshold()
     data_dir = config.store.data_dir
@@ -160,6 +183,7 @@ def serve(config: Config, *, workers: int | None = None) -> int:
             return EX_TEMPFAIL
         # Left by a server that was killed: it must not make anyone think we are ready.
         (run_dir(config) / PID_FILE).unlink(missing_ok=True)
+        _preload_services(config)
         return _serve_locked(config, worker_count(config, workers))
     finally:
         lock.close()
@@ -225,26 +249,45 @@ def _serve_locked(config: Config, workers: int) -> int:
         if workers > 1:
             return Supervisor(effective, listeners, workers).run()
         try:
-            return _run(_main(effective, listeners, ready=lambda: _write_pid(pid_path)))
+            return _run(config, _main(effective, listeners, ready=lambda: _write_pid(pid_path)))
         finally:
             pid_path.unlink(missing_ok=True)
     finally:
         close_listeners(listeners)
 
 
-def _run(main: Coroutine[Any, Any, int]) -> int:
-    # uvloop when installed (ARCHITECTURE.md: processes and concurrency); asyncio otherwise.
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def loop_factory(config: Config) -> LoopFactory | None:
+    """The event loop ``[server] event_loop`` asks for: uvloop's factory, or None for asyncio's
+    default loop. ``auto`` is uvloop when it can be imported (docs/architecture.md: processes
+    and concurrency).
+
+    Raises:
+        ConfigError: ``uvloop`` is configured and cannot be imported.
+    """
+    choice = config.server.event_loop
+    if choice == "asyncio":
+        return None
     try:
-        loop_factory = importlib.import_module("uvloop").new_event_loop
-    except ImportError:
-        loop_factory = None
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError as exc:
+        if choice == "uvloop":
+            raise ConfigError(f"server.event_loop: uvloop cannot be imported: {exc}") from None
+        return None
+    factory: LoopFactory = uvloop.new_event_loop
+    return factory
+
+
+def _run(config: Config, main: Coroutine[Any, Any, int]) -> int:
+    with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
         return runner.run(main)
 
 
 async def _main(config: Config, listeners: list[Listener], *, ready: Callable[[], None]) -> int:
     loop = asyncio.get_running_loop()
+    limit_tls_read_buffer()  # asyncio's TLS transports (net/tls.py); uvloop has its own
     stop = asyncio.Event()
 
     def on_signal(signum: int) -> None:
@@ -292,7 +335,7 @@ async def _serve_with(
     try:
         for name, own in _by_service(config, listeners):
             addresses = ", ".join(_describe(listener) for listener in own)
-            start = SERVICES.get(name)
+            start = service_start(name) if own else None
             if not own:
                 log.info("%s: off (no listen address)", name)
             elif start is None:
@@ -586,7 +629,7 @@ class Supervisor:
                 os.write(ready_w, b"R")
                 os.close(ready_w)
 
-            code = _run(_main(self.config, self.listeners, ready=ready))
+            code = _run(self.config, _main(self.config, self.listeners, ready=ready))
         except BaseException:
             with contextlib.suppress(BaseException):
                 log.critical("worker-%d failed", worker.number, exc_info=True)

@@ -68,6 +68,8 @@ TEST_DEFAULTS: Final[Mapping[str, object]] = {
     "auth.failure_delay_ms": 10,
     "auth.failure_delay_max_ms": 50,
     "auth.max_failures_per_connection": 3,
+    # MSGSTORE_TEST_EVENT_LOOP=asyncio runs a suite on asyncio's loop instead of uvloop.
+    "server.event_loop": os.environ.get("MSGSTORE_TEST_EVENT_LOOP", "auto"),
 }
 
 

@@ -147,9 +147,10 @@ MB = 1024 * 1024
     ],
 )
 def test_megabyte_pathological_commands_finish_fast(line: bytes) -> None:
-    """1 MB of hostile input is refused (or parsed) in well under a second or two."""
+    """1 MB of hostile input is refused (or parsed) in well under a second or two of CPU
+    (process time: other test workers share the cores; a quadratic parse takes minutes)."""
     unit = CommandUnit.of_line(line)
-    start = time.perf_counter()
+    start = time.process_time()
     for ctx in CONTEXTS:
         _check_parse(unit, ctx)
-    assert time.perf_counter() - start < 3.0
+    assert time.process_time() - start < 3.0

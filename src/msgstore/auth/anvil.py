@@ -41,6 +41,7 @@ import hashlib
 import json
 import logging
 import socket
+from abc import ABC, abstractmethod
 from typing import Any, Final
 
 from msgstore.auth import throttle as throttle_mod
@@ -133,15 +134,15 @@ class AnvilState:
         return None
 
 
-class Anvil:
+class Anvil(ABC):
     """What sessions use: take a slot (``await enter``, False when the limit is reached) and
     give it back (``leave``, never blocks)."""
 
-    async def enter(self, kind: str, key: str, limit: int) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    async def enter(self, kind: str, key: str, limit: int) -> bool: ...
 
-    def leave(self, kind: str, key: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def leave(self, kind: str, key: str) -> None: ...
 
 
 class LocalAnvil(Anvil):

@@ -266,8 +266,14 @@ class ImapConnection(StreamConnection):
 
     @property
     def can_sendfile(self) -> bool:
-        """``loop.sendfile`` makes sense: a plain, uncompressed socket."""
-        return not self._tls and self._deflater is None and self._transport is not None
+        """``loop.sendfile`` makes sense: a plain, uncompressed socket, on a loop that has it
+        (uvloop does not: MagicStack/uvloop#228)."""
+        return (
+            not self._tls
+            and self._deflater is None
+            and self._transport is not None
+            and _loop_has_sendfile(asyncio.get_running_loop())
+        )
 
     async def sendfile(self, fd: int, offset: int, count: int) -> None:
         """Send ``count`` octets of the open file ``fd`` from ``offset`` (zero-copy where the
@@ -308,3 +314,8 @@ class ImapConnection(StreamConnection):
         if pending:
             self.data_received(pending)
         self.maybe_resume_reading()
+
+
+def _loop_has_sendfile(loop: asyncio.AbstractEventLoop) -> bool:
+    """False for a loop that keeps ``AbstractEventLoop.sendfile`` (NotImplementedError)."""
+    return type(loop).sendfile is not asyncio.AbstractEventLoop.sendfile

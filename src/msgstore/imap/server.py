@@ -9,9 +9,7 @@ every session and waits a short grace period before cutting the rest off.
 from __future__ import annotations
 
 import ssl
-from asyncio import sslproto
 from collections.abc import Callable, Sequence
-from typing import Final
 
 from msgstore.auth.sasl import Authenticator
 from msgstore.auth.throttle import ThrottlePolicy, process_throttle
@@ -67,22 +65,7 @@ class ImapService(StreamService[ImapConnection]):
         await Session(self.ctx, conn).run()
 
 
-#: Read buffer of asyncio's TLS transport per connection. asyncio allocates
-#: ``SSLProtocol.max_size`` (256 KiB) for every TLS connection up front, which made an idle
-#: IMAPS session cost about 270 KiB (docs/benchmarks.md); a TLS record holds at most 16 KiB
-#: of data, so 32 KiB still takes a whole record (and more) per read.
-TLS_READ_BUFFER_OCTETS: Final = 32 * 1024
-
-
-def limit_tls_read_buffer() -> None:
-    """Lower asyncio's per-connection TLS read buffer to :data:`TLS_READ_BUFFER_OCTETS`
-    (process-wide: every TLS service of the process benefits)."""
-    if sslproto.SSLProtocol.max_size > TLS_READ_BUFFER_OCTETS:
-        sslproto.SSLProtocol.max_size = TLS_READ_BUFFER_OCTETS
-
-
 async def start(config: Config, backend: Backend, listeners: Sequence[Listener]) -> ImapService:
-    limit_tls_read_buffer()
     tls: ssl.SSLContext | None = None
     if config.tls.cert is not None and config.tls.key is not None:
         tls = server_context(config.tls.cert, config.tls.key, alpn=["imap"])

@@ -11,8 +11,9 @@
 - **Literals from the store** (:meth:`literal_from`): the ``{n}`` header, then the byte range
   of a :class:`~msgstore.storage.base.BodyReader`. On a plain socket the range goes out with
   ``loop.sendfile`` (zero copy); on TLS or COMPRESS, or under a loop without ``sendfile``
-  (uvloop raises NotImplementedError), it is read in chunks with ``pread`` and written with
-  ``drain()`` between chunks.
+  (uvloop: ``ImapConnection.can_sendfile`` is False there, and a NotImplementedError is
+  still caught), it is read in chunks with ``pread`` and written with ``drain()`` between
+  chunks.
 - **The output cap** (RELIABILITY.md §7 case 13): a command that writes many responses calls
   :meth:`ResponseWriter.pace` between them; once the transport is over its high-water mark it
   waits there for the client (under ``[imap] output_timeout``, see ``connection.py``), so what

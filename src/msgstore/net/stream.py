@@ -37,7 +37,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable, Sequence
-from typing import Final, Generic, Self, TypeVar
+from typing import Final, Generic, Self, TypeVar, cast
 
 from msgstore import metrics
 from msgstore.net.listener import Listener
@@ -111,8 +111,9 @@ class StreamConnection(asyncio.Protocol, abc.ABC):
     # --- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self: Self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # No isinstance check: uvloop's TCP and Unix transports implement asyncio.Transport
+        # without deriving from it (or registering with it).
+        self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self._peer_host, self._peer_port = str(peer[0]), int(peer[1])
@@ -257,8 +258,7 @@ class StreamConnection(asyncio.Protocol, abc.ABC):
             raise ConnectionClosedError from None
         if transport is None:
             raise ConnectionClosedError
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = transport  # no isinstance check: see connection_made
         self._tls = True
         self._read_paused = False  # the TLS transport starts out reading
         self._tls_started()

@@ -7,6 +7,7 @@ connecting to a test or development server can trust exactly that file (``cafile
 
     ensure_tls_files(config) -> (cert, key)     configured paths, or the generated pair
     server_context(cert, key) -> SSLContext     TLS >= 1.2, server cipher preference
+    limit_tls_read_buffer()                     asyncio's loop: 32 KiB per TLS connection
 
 The context is built once and handed to every listener; a SIGHUP reload builds a new one and
 uses it for *new* connections only (ECOSYSTEM.md §13).
@@ -22,6 +23,7 @@ import os
 import socket
 import ssl
 import tempfile
+from asyncio import sslproto
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -164,6 +166,25 @@ def server_context(cert: Path, key: Path, *, alpn: Sequence[str] = ()) -> ssl.SS
     if alpn:
         context.set_alpn_protocols(list(alpn))
     return context
+
+
+#: Read buffer of asyncio's TLS transport per connection. asyncio allocates
+#: ``SSLProtocol.max_size`` (256 KiB) for every TLS connection up front, which made an idle
+#: IMAPS session cost about 270 KiB (docs/benchmarks.md); a TLS record holds at most 16 KiB
+#: of data, so 32 KiB still takes a whole record (and more) per read. uvloop has its own TLS
+#: layer (about 50 KiB per idle connection, ECOSYSTEM.md §1) and ignores this.
+TLS_READ_BUFFER_OCTETS: Final = 32 * 1024
+
+
+def limit_tls_read_buffer() -> None:
+    """Lower asyncio's per-connection TLS read buffer to :data:`TLS_READ_BUFFER_OCTETS`.
+
+    Process-wide (a class attribute of ``asyncio.sslproto``): ``msgstore serve`` calls it once
+    per process, before any service starts, so every TLS listener and STARTTLS upgrade on
+    asyncio's loop benefits. Harmless under uvloop.
+    """
+    if sslproto.SSLProtocol.max_size > TLS_READ_BUFFER_OCTETS:
+        sslproto.SSLProtocol.max_size = TLS_READ_BUFFER_OCTETS
 
 
 def _usable_dns_name(name: str) -> bool:
