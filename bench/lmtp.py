@@ -2,6 +2,7 @@
 
     python -m bench.lmtp                          # a fresh msgstore serve on a free port
     python -m bench.lmtp --messages 500           # smaller
+    python -m bench.lmtp --workers 2              # msgstore serve --workers 2 (one per core)
     python -m bench.lmtp --host H --port P --user-prefix rcpt   # any LMTP server (Dovecot's
                                                   # lmtp) whose accounts rcpt0..rcptN-1 exist
     python -m bench.lmtp --dovecot                # a throw-away Dovecot lmtp (Debian
@@ -135,7 +136,7 @@ async def create_accounts(config_path: Path, names: list[str]) -> None:
         await backend.close()
 
 
-def own_server(names: list[str]) -> tuple[subprocess.Popen[bytes], int, Path]:
+def own_server(names: list[str], workers: int = 1) -> tuple[subprocess.Popen[bytes], int, Path]:
     root = Path(tempfile.mkdtemp(prefix="msgstore-bench-lmtp-"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -146,6 +147,7 @@ def own_server(names: list[str]) -> tuple[subprocess.Popen[bytes], int, Path]:
     text = text.replace("[imap]\nlisten = []\n", "[imap]\nlisten = []\ntls_listen = []\n")
     text = text.replace("[pop3]\nlisten = []\n", "[pop3]\nlisten = []\ntls_listen = []\n")
     text += f'[lmtp]\nlisten = "127.0.0.1:{port}"\nmax_recipients = {max(len(names), 1)}\n\n'
+    text += f"[server]\nworkers = {workers}\n\n"
     text += f'[store]\ndata_dir = "{root / "data"}"\n'
     config.write_text(text)
     asyncio.run(create_accounts(config, names))
@@ -220,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int)
     parser.add_argument("--user-prefix", default="rcpt")
     parser.add_argument("--dovecot", action="store_true", help="measure Dovecot's lmtp")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="msgstore serve --workers N (own server only)"
+    )
     args = parser.parse_args(argv)
     names = [f"{args.user_prefix}{i}" for i in range(max(args.fanout, args.connections))]
     proc: subprocess.Popen[bytes] | None = None
@@ -228,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         proc, port, root = dovecot_server()
         host, label = "127.0.0.1", "dovecot"
     elif args.host is None:
-        proc, port, root = own_server(names)
-        host, label = "127.0.0.1", "msgstore"
+        proc, port, root = own_server(names, args.workers)
+        host, label = "127.0.0.1", f"msgstore (workers={args.workers})"
     else:
         host, port, label = args.host, args.port, f"{args.host}:{args.port}"
     try:

@@ -185,3 +185,44 @@ def test_deliver_twice_gives_increasing_uids(msgstore: Msgstore) -> None:
     assert msgstore.deliver("bob").code == 0
     assert msgstore.deliver("bob").code == 0
     assert [f.name for f in message_files(msgstore, "bob")] == ["1", "2"]
+
+
+# --- the envelope sender (--from / -f) ---------------------------------------------------------
+
+
+def test_deliver_from_is_the_return_path_of_the_stored_copy(msgstore: Msgstore) -> None:
+    msgstore.add("bob")
+    result = msgstore.deliver("bob", options=["--from", "Alice@Example.ORG"])
+    assert (result.code, result.out, result.err) == (0, "", "")
+    assert msgstore.deliver("bob", options=["-f", "MAILER-DAEMON"]).code == 0
+    assert msgstore.deliver("bob", options=["-f", ""]).code == 0
+    stored = [p.read_bytes() for p in message_files(msgstore, "bob")]
+    assert sorted(stored) == sorted(
+        [
+            b"Return-Path: <Alice@example.org>\r\n" + MESSAGE,  # the domain in lower case
+            b"Return-Path: <>\r\n" + MESSAGE,
+            b"Return-Path: <>\r\n" + MESSAGE,
+        ]
+    )
+
+
+def test_deliver_from_that_is_not_an_address_is_64_and_stores_nothing(msgstore: Msgstore) -> None:
+    msgstore.add("bob")
+    for bad in ("not an address", "root"):
+        assert_one_line_error(msgstore.deliver("bob", options=["--from", bad]), 64, "--from")
+    assert inbox_count(msgstore, "bob") == 0
+
+
+def test_deliver_from_is_the_sender_of_forwarded_copies(msgstore: Msgstore) -> None:
+    """The queued copy has the --from sender and no Return-Path (a final-delivery field)."""
+    store = msgstore.with_config('[delivery]\ndomains = ["example.org"]\n')
+    store.add("bob")
+    store.ok("forward", "add", "bob", "bob@elsewhere.example.net", "--keep-copy")
+    assert store.deliver("bob", options=["-f", "origin@example.com"]).code == 0
+    (entry,) = store.json("queue", "list")
+    assert entry["sender"] == "origin@example.com"
+    shown = store.json("queue", "show", str(entry["queue_id"]))
+    assert shown["headers"].startswith("Delivered-To: bob@example.org\r\n")
+    assert "Return-Path" not in shown["headers"]
+    (stored,) = message_files(store, "bob")
+    assert stored.read_bytes().startswith(b"Return-Path: <origin@example.com>\r\n")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from msgstore.core.address import parse_address
 from msgstore.core.errors import ErrorKind
@@ -193,3 +195,61 @@ def test_trace_fields_are_fixed_per_transaction() -> None:
     smtp = trace_fields(null, protocol=Protocol.SMTP, peer=peer, hostname="mx", session_id="S")
     assert smtp.startswith(b"Return-Path: <>\r\n")
     assert b"with ESMTP id" in smtp
+
+
+def _split(data: bytes, steps: list[int]) -> list[bytes]:
+    pieces: list[bytes] = []
+    pos = 0
+    while pos < len(data):
+        step = steps[len(pieces) % len(steps)]
+        pieces.append(data[pos : pos + step])
+        pos += step
+    return pieces
+
+
+def _run(pieces: list[bytes], *, exact: bool) -> tuple[bytes, bytes, DotDecoder]:
+    decoder = DotDecoder()
+    out = rest = b""
+    for piece in pieces:
+        if decoder.done:
+            rest += piece
+            continue
+        payload, after = decoder._feed_exact(piece) if exact else decoder.feed(piece)
+        out += payload
+        rest += after
+    return out, rest, decoder
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"\r", b"\n", b".", b"\0", b"a", b"\r\n", b".\r\n"]), max_size=40),
+    st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=40),
+)
+def test_bulk_decoding_matches_the_exact_state_machine(
+    parts: list[bytes], steps: list[int]
+) -> None:
+    """The bulk path gives the octets, end, rest and first problem of the octet-exact state
+    machine fed the same chunks (smuggling variants, bare CR/LF, NUL, stuffed dots), and
+    neither depends on the split for the octets, the end or whether there is a problem."""
+    data = b"".join(parts) + b"\r\n.\r\nNOOP\r\n"
+    pieces = _split(data, steps)
+    got_out, got_rest, got = _run(pieces, exact=False)
+    want_out, want_rest, want = _run(pieces, exact=True)
+    assert (got_out, got_rest) == (want_out, want_rest)
+    assert (got.done, got.problem, got.octets) == (True, want.problem, want.octets)
+    whole_out, whole_rest, whole = _run([data], exact=False)
+    assert (whole_out, whole_rest) == (got_out, got_rest)
+    assert (whole.problem is None) == (got.problem is None)
+
+
+def test_bulk_decoding_of_a_large_clean_message() -> None:
+    body = b"".join(
+        b"line %d\r\n" % i + (b"..dot\r\n" if i % 7 == 0 else b"") for i in range(3000)
+    )
+    wire = body + b".\r\nQUIT\r\n"
+    for step in (None, 1000, 4096, 65536):
+        out, rest, decoder = decode(wire, step=step)
+        assert out == body.replace(b"\r\n..", b"\r\n.")
+        assert rest == b"QUIT\r\n"
+        assert decoder.problem is None
+        assert decoder.octets == len(out)

@@ -253,6 +253,27 @@ def test_queue_commands(server: MsgstoreServer, sink: Sink) -> None:
     assert sink.to(rcpt) == []
 
 
+def test_deliver_from_is_the_sender_at_the_smarthost(server: MsgstoreServer, sink: Sink) -> None:
+    """``msgstore deliver -f`` (a pipe transport): the relayed copy has that envelope sender
+    and no Return-Path; the stored copy starts with it."""
+    t = token()
+    user = server.admin.add_user("piped")
+    forward(server, user.name, f"piped-{t}@example.net", keep_copy=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "msgstore.cli", "--config", str(server.config_path),
+         "deliver", "--to", user.name, "-f", f"origin-{t}@example.com"],
+        input=message(f"piped {t}"), capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (arrived,) = sink.wait_for(f"piped-{t}@example.net")
+    assert arrived.sender == f"origin-{t}@example.com"
+    assert arrived.data.startswith(f"Delivered-To: {user.name}@example.org\r\n".encode())
+    assert b"Return-Path" not in arrived.data.partition(b"\r\n\r\n")[0]
+    (meta,) = server.admin.inbox(user.name)
+    stored = server.admin.body(user.name, meta.uid)
+    assert stored.startswith(f"Return-Path: <origin-{t}@example.com>\r\n".encode())
+
+
 def test_forward_commands(server: MsgstoreServer) -> None:
     t = token()
     user = server.admin.add_user("fwd")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from msgstore.core.errors import ErrorKind
-from msgstore.socketmap.maps import KIND_REPLY
+from msgstore.delivery.replies import REPLIES, Phase, kind_reply
 from msgstore.socketmap.netstring import encode
 from tests.socketmap.conftest import Socketmap, start_socketmap, stop_socketmap
 
@@ -152,8 +152,19 @@ async def test_over_quota_is_temp_when_configured_temporary(short_dir: Path) -> 
 
 
 def test_every_error_kind_has_an_access_reply() -> None:
-    assert set(KIND_REPLY) == set(ErrorKind)
-    for reply in KIND_REPLY.values():
-        assert reply.code // 100 == int(reply.enhanced[0])
-        assert reply.code // 100 in (4, 5)
-        assert reply.temporary().code // 100 == 4
+    for phase in Phase:
+        assert set(REPLIES[phase]) == set(ErrorKind)
+        for reply in REPLIES[phase].values():
+            assert reply.code // 100 == int(reply.enhanced[0])
+            assert reply.code // 100 in (4, 5)
+            assert reply.temporary().code // 100 == 4
+
+
+def test_the_rcpt_and_data_tables_differ_only_where_the_phase_matters() -> None:
+    """One table for LMTP and socketmap (delivery/replies.py): at RCPT a PARAMS refusal is
+    about the address (553 5.1.3), after the data about the message (550 5.6.0)."""
+    rcpt, data = REPLIES[Phase.RCPT], REPLIES[Phase.DATA]
+    differ = {kind for kind in ErrorKind if rcpt[kind] != data[kind]}
+    assert differ == {ErrorKind.PARAMS, ErrorKind.AUTH_FAILED}
+    assert kind_reply(ErrorKind.PARAMS, Phase.RCPT).enhanced == "5.1.3"
+    assert kind_reply(ErrorKind.PARAMS).enhanced == "5.6.0"

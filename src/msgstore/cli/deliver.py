@@ -13,8 +13,15 @@ mail to a command (Postfix ``pipe``/``mailbox_command``, Exim ``pipe`` transport
     77  EX_NOPERM      a recipient's account does not receive mail
 
 With several recipients the worst outcome decides (cli/errors.py ``DELIVER_SEVERITY``) and
-each failed recipient is one line on stderr. Nothing is added to the message (the LMTP door
-prepends trace headers; this one has no SMTP envelope to trace).
+each failed recipient is one line on stderr.
+
+``--from ADDRESS`` (``-f``, as sendmail spells it) is the envelope sender the MTA passes
+(Postfix pipe: ``${sender}``): the stored copy gets ``Return-Path: <ADDRESS>`` on top, and
+forwarded copies leave through the relay queue with it as their sender (bounces go back to
+it). ``""``, ``<>`` and ``MAILER-DAEMON`` (Postfix's default text for the null sender) are
+the null sender ``<>``. Anything else that is not an address is refused with 64 (EX_USAGE)
+before the message is read. Without ``--from`` nothing is added to the message and forwarded
+copies have the null sender.
 """
 
 from __future__ import annotations
@@ -27,12 +34,33 @@ from typing import BinaryIO, Final
 
 import click
 
-from msgstore.cli.errors import EX_CANTCREAT, EX_OK, EX_TEMPFAIL, EXIT_CODE, fail, report, worst
+from msgstore.cli.errors import (
+    EX_CANTCREAT,
+    EX_OK,
+    EX_TEMPFAIL,
+    EX_USAGE,
+    EXIT_CODE,
+    fail,
+    report,
+    worst,
+)
 from msgstore.cli.runtime import cli_context, management_context
 from msgstore.core.errors import ErrorKind, StoreError
 
 #: Read standard input in pieces of this size; the message is never held whole in memory.
 CHUNK_OCTETS: Final = 64 * 1024
+#: ``--from`` values meaning the null sender <> (Postfix pipe's default ``null_sender``).
+NULL_SENDERS: Final = frozenset({"", "<>", "mailer-daemon"})
+
+
+def envelope_sender(text: str) -> str:
+    """The ``--from`` value as an envelope sender: "" for the null sender, else the address
+    in canonical form. Raises StoreError (PARAMS) for anything else."""
+    from msgstore.core.address import parse_address
+
+    if text.strip().casefold() in NULL_SENDERS:
+        return ""
+    return str(parse_address(text, smtputf8=not text.isascii()))
 
 
 async def read_chunks(stream: BinaryIO, size: int = CHUNK_OCTETS) -> AsyncIterator[bytes]:
@@ -44,7 +72,7 @@ async def read_chunks(stream: BinaryIO, size: int = CHUNK_OCTETS) -> AsyncIterat
         yield chunk
 
 
-async def _deliver(recipients: tuple[str, ...], mailbox: str | None) -> int:
+async def _deliver(recipients: tuple[str, ...], mailbox: str | None, sender: str | None) -> int:
     from msgstore.delivery.pipeline import Accepted, DeliveryPipeline, Rejected
 
     # The MTA turns standard error into the bounce text: one line per failed recipient, and
@@ -54,8 +82,15 @@ async def _deliver(recipients: tuple[str, ...], mailbox: str | None) -> int:
         logging.getLogger("msgstore").addHandler(logging.NullHandler())
     async with management_context(cli_context()) as ctx:
         pipeline = DeliveryPipeline.from_config(ctx.backend, ctx.config)
+        # The final delivery's trace field (RFC 5321 §4.4), left out of forwarded copies.
+        return_path = b"" if sender is None else f"Return-Path: <{sender}>\r\n".encode()
         outcomes = await pipeline.deliver_message(
-            recipients, read_chunks(sys.stdin.buffer), mailbox=mailbox
+            recipients,
+            read_chunks(sys.stdin.buffer),
+            mailbox=mailbox,
+            header_prefix=return_path,
+            sender=sender,
+            local_only_octets=len(return_path),
         )
     codes = [EX_OK]
     for outcome in outcomes:
@@ -85,15 +120,28 @@ async def _deliver(recipients: tuple[str, ...], mailbox: str | None) -> int:
     metavar="NAME",
     help="Deliver into this mailbox if it exists; INBOX otherwise.",
 )
-def deliver(recipients: tuple[str, ...], mailbox: str | None) -> None:
+@click.option(
+    "--from",
+    "-f",
+    "sender",
+    metavar="ADDRESS",
+    help="Envelope sender (Postfix pipe: ${sender}): the stored copy's Return-Path and the "
+    'sender of forwarded copies. "", <> or MAILER-DAEMON: the null sender.',
+)
+def deliver(recipients: tuple[str, ...], mailbox: str | None, sender: str | None) -> None:
     """Deliver the message on standard input to local accounts.
 
-    Exit codes (sysexits): 0 delivered to all, 65 too big or bad input, 67 unknown user,
-    73 over quota, 75 temporary failure, 77 account does not receive mail. With several
-    recipients the worst outcome decides; each failure is one line on stderr.
+    Exit codes (sysexits): 0 delivered to all, 64 bad --from, 65 too big or bad input,
+    67 unknown user, 73 over quota, 75 temporary failure, 77 account does not receive mail.
+    With several recipients the worst outcome decides; each failure is one line on stderr.
     """
+    if sender is not None:
+        try:
+            sender = envelope_sender(sender)
+        except StoreError as exc:
+            fail(f"--from: {exc.public}", EX_USAGE)
     try:
-        code = asyncio.run(_deliver(recipients, mailbox))
+        code = asyncio.run(_deliver(recipients, mailbox, sender))
     except StoreError as exc:
         permanent = exc.kind in (ErrorKind.PARAMS, ErrorKind.TOO_BIG)
         fail(exc.public, EXIT_CODE[exc.kind] if permanent else EX_TEMPFAIL)

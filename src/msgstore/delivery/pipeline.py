@@ -29,10 +29,13 @@ Steps, per recipient and then once per message:
    CRLF and capped at ``[store] max_message_size`` (``Rejected(TOO_BIG)`` for everyone; the
    rest of the source is then not read -- a door that must consume it, like LMTP DATA, does).
    An empty message is ``Rejected(PARAMS)``.
-5. **append** the staged message to each accepted recipient's mailbox, up to
-   :data:`APPEND_CONCURRENCY` mailboxes at a time (different accounts' index commits overlap).
-   The local backend stores one file hard-linked into every tree. The quota is checked again
-   with the real size, atomically inside ``append``, so racing deliveries cannot overshoot it.
+5. **append** the staged message to each accepted recipient's mailbox: in one
+   ``deliver_many`` call when the backend has it (``storage.base.SupportsDeliverMany``: the
+   local backend; INBOX is looked up inside it), else ``get_mailbox`` + ``append`` per
+   mailbox, up to :data:`APPEND_CONCURRENCY` at a time (different accounts' index commits
+   overlap). The local backend stores one file hard-linked into every tree. The quota is
+   checked again with the real size, atomically inside the append, so racing deliveries
+   cannot overshoot it.
 
 Over quota is permanent in the configured pipeline (:meth:`DeliveryPipeline.from_config`:
 ``Rejected``, LMTP 552 5.2.2, like Cyrus' ``lmtp_over_quota_perm_failure``) unless
@@ -81,7 +84,14 @@ from msgstore.core.names import INBOX, MailboxName, mailbox_name
 from msgstore.core.quota import Resource
 from msgstore.delivery import relay
 from msgstore.storage import forwarding
-from msgstore.storage.base import Backend, ForwardEntry, MailboxInfo, StagedMessage
+from msgstore.storage.base import (
+    AppendResult,
+    Backend,
+    ForwardEntry,
+    MailboxInfo,
+    StagedMessage,
+    SupportsDeliverMany,
+)
 
 if TYPE_CHECKING:
     from msgstore.config import Config
@@ -210,6 +220,8 @@ class DeliveryPipeline:
         domains: Sequence[str] = (),
     ) -> None:
         self._backend = backend
+        #: One call appends to every mailbox (storage.base.SupportsDeliverMany), or None.
+        self._many = backend if isinstance(backend, SupportsDeliverMany) else None
         self._max_message_octets = max_message_octets
         self._over_quota_permanent = over_quota_permanent
         self._domains = frozenset(d.lower() for d in domains)
@@ -539,6 +551,25 @@ class DeliveryPipeline:
             if outcomes[i] is None:
                 for local in target.locals:
                     jobs.setdefault(local.key, (target, local))
+        if self._many is not None and jobs:
+            # One call for every mailbox; the staged file is not used after it.
+            results = await self._many.deliver_many(
+                staged,
+                [
+                    (local.account, None if local.mailbox is None else local.mailbox.id)
+                    for _, local in jobs.values()
+                ],
+                internal_date=internal_date,
+                release=True,
+            )
+            for (key, (target, local)), result in zip(jobs.items(), results, strict=True):
+                if isinstance(result, AppendResult):
+                    done[key] = Accepted(
+                        target.recipient, local.account.name, local.mailbox_name, result.uid
+                    )
+                else:
+                    done[key] = self._failure(target.recipient, result)
+            return
         gate = asyncio.Semaphore(APPEND_CONCURRENCY)
 
         async def one(key: tuple[int, int], target: Target, local: Local) -> None:
@@ -575,6 +606,7 @@ class DeliveryPipeline:
         header_prefix: bytes = b"",
         internal_date: dt.datetime | None = None,
         sender: str | None = None,
+        local_only_octets: int = 0,
     ) -> list[Outcome]:
         """Check every recipient, then deliver to those that passed; one outcome per
         recipient, in order. The source is not read if no recipient passed."""
@@ -587,6 +619,7 @@ class DeliveryPipeline:
                 header_prefix=header_prefix,
                 internal_date=internal_date,
                 sender=sender,
+                local_only_octets=local_only_octets,
             )
             if targets
             else []

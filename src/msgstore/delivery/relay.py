@@ -13,16 +13,22 @@ outcome in one durable step right after the smarthost's reply:
   ``next_attempt`` pushed back: ``retry_first``, doubling per attempt, at most ``retry_max``;
 - an entry older than ``max_age`` is given up: a DSN for every recipient left (Status 4.4.7).
 
+A DSN is queued in the same durable step as the change it reports (``update_queued(...,
+dsn=...)``): a crash leaves either both or neither, so it is sent exactly once.
+
 Exactly once, as far as a mail system can: a message is never lost (queued before 250,
 removed only after the smarthost's 250), and never sent twice once its acknowledgement is
 committed. The one window -- a crash between the smarthost's 250 and our commit -- sends it
 again after the restart (at-least-once, as in every MTA; RFC 5321 §6.1 prefers a duplicate to
 a loss).
 
-One runner per data directory: with ``--workers N`` every worker starts one, and only the one
-holding the lock ``DATA/run/relay.lock`` (flock) works the queue; the others try again every
-``poll_interval`` and take over if its process dies. Messages queued in the runner's own
-process wake it at once (:func:`wake_runners`); others are seen within ``poll_interval``.
+One runner per store: every ``msgstore serve`` process (every worker, on every machine of a
+PostgreSQL installation) starts one, and only the one holding the store's runner lock
+(``Backend.runner_lock``: flock on ``DATA/run/relay.lock`` locally, an advisory lock in
+PostgreSQL) works the queue; the others try again every ``poll_interval`` and take over once
+the holder's process dies. The holder checks that it still holds the lock before each pass.
+Messages queued in the runner's own process wake it at once (:func:`wake_runners`); others are
+seen within ``poll_interval``.
 """
 
 from __future__ import annotations
@@ -31,26 +37,25 @@ import asyncio
 import contextlib
 import datetime as dt
 import email.utils
-import fcntl
 import logging
 import secrets
 import socket
 import ssl
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final
 
 from msgstore.core.errors import StoreError
-from msgstore.storage.base import Backend, QueueEntry
+from msgstore.storage.base import Backend, QueueEntry, RunnerLock, StagedMessage
 
 if TYPE_CHECKING:
     from msgstore.config import Config, RelaySection
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE: Final = "relay.lock"
+#: The runner lock's name (``Backend.runner_lock``; locally ``DATA/run/relay.lock``).
+LOCK_NAME: Final = "relay"
 #: Time in-flight sends get to finish when the runner stops, before they are cancelled.
 STOP_GRACE_S: Final = 10.0
 #: Header octets of the original message quoted in a DSN.
@@ -105,13 +110,12 @@ class RelayRunner:
         backend: Backend,
         settings: RelaySection,
         *,
-        lock_path: Path | None,
+        lock_name: str | None = LOCK_NAME,
         hostname: str | None = None,
     ) -> None:
         self._backend = backend
         self._settings = settings
-        self._lock_path = lock_path
-        self._lock: IO[str] | None = None
+        self._lock_name = lock_name  # None: no lock (a runner of its own, for tests)
         self._hostname = settings.helo or hostname or socket.getfqdn() or "localhost"
         self._event = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -140,7 +144,6 @@ class RelayRunner:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._release_lock()
 
     def wake(self) -> None:
         loop = self._loop
@@ -155,45 +158,57 @@ class RelayRunner:
         else:
             loop.call_soon_threadsafe(self._event.set)
 
-    def _take_lock(self) -> bool:
-        if self._lock_path is None or self._lock is not None:
-            return True
-        try:
-            self._lock_path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self._lock_path, "a+")  # noqa: SIM115 -- held while running
-        except OSError as exc:
-            log.error("relay: cannot open %s: %s", self._lock_path, exc)
-            return False
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            return False
-        self._lock = handle
-        log.info("relay: this process runs the queue")
-        return True
-
-    def _release_lock(self) -> None:
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
-
     async def _main(self) -> None:
         poll = float(max(self._settings.poll_interval, 1))
         while not self._stopping:
-            delay = poll
-            if self._take_lock():
-                try:
-                    delay = min(poll, await self.run_once())
-                except StoreError as exc:
-                    log.error("relay: queue unavailable: %s", exc.public)
-                except Exception:
-                    log.error("relay: queue run failed", exc_info=True)
-            if self._stopping:
+            if self._lock_name is None:
+                await self._work(None, poll)
                 break
+            try:
+                async with self._backend.runner_lock(self._lock_name) as lock:
+                    if lock is not None:
+                        log.info("relay: this process runs the queue")
+                        await self._work(lock, poll)
+                        if not self._stopping:
+                            log.warning("relay: the queue lock was lost; trying to take it again")
+            except StoreError as exc:
+                log.error("relay: cannot take the queue lock: %s", exc.public)
+            except Exception:
+                log.error("relay: cannot take the queue lock", exc_info=True)
+            if not self._stopping:
+                # Not woken by mail queued here: the holder (another process) will see it.
+                await self._sleep(poll, woken=False)
+
+    async def _work(self, lock: RunnerLock | None, poll: float) -> None:
+        """Run the queue while this process holds the lock (and is not stopping)."""
+        while not self._stopping:
+            if lock is not None and not await lock.held():
+                return
+            delay = poll
+            try:
+                delay = min(poll, await self.run_once())
+            except StoreError as exc:
+                log.error("relay: queue unavailable: %s", exc.public)
+            except Exception:
+                log.error("relay: queue run failed", exc_info=True)
+            if self._stopping:
+                return
+            await self._sleep(delay)
+
+    async def _sleep(self, delay: float, *, woken: bool = True) -> None:
+        """Wait ``delay`` seconds, or less when stopping or (``woken``) when a message was
+        queued in this process."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(delay, 0.05)
+        while not self._stopping:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), max(delay, 0.05))
+                await asyncio.wait_for(self._event.wait(), left)
             self._event.clear()
+            if woken:
+                return
 
     # --- one pass -----------------------------------------------------------------------------
 
@@ -238,8 +253,9 @@ class RelayRunner:
                 entry.attempts,
                 entry.sender,
             )
-            await self._bounce(entry, failures, expired=True)
-            await self._backend.update_queued(entry.id, done=entry.recipients)
+            # The DSN and the entry's removal are one durable step: exactly one DSN.
+            async with self._dsn(entry, failures, expired=True) as dsn:
+                await self._backend.update_queued(entry.id, done=entry.recipients, dsn=dsn)
             return
         if not settings.smarthost:
             if not self._warned_no_smarthost:
@@ -256,14 +272,17 @@ class RelayRunner:
         permanent = [f for f in failures if f.permanent]
         temporary = [f for f in failures if not f.permanent]
         attempts = entry.attempts + 1
-        # The durable step right after the smarthost's reply (see the module docstring).
-        left = await self._backend.update_queued(
-            entry.id,
-            done=[*accepted, *(f.recipient for f in permanent)],
-            attempts=attempts,
-            next_attempt=now + dt.timedelta(seconds=backoff(settings, attempts)),
-            last_error=temporary[0].diagnostic if temporary else "",
-        )
+        # The durable step right after the smarthost's reply (see the module docstring), with
+        # the DSN for the permanent failures.
+        async with self._dsn(entry, permanent, expired=False, data=data) as dsn:
+            left = await self._backend.update_queued(
+                entry.id,
+                done=[*accepted, *(f.recipient for f in permanent)],
+                attempts=attempts,
+                next_attempt=now + dt.timedelta(seconds=backoff(settings, attempts)),
+                last_error=temporary[0].diagnostic if temporary else "",
+                dsn=dsn,
+            )
         if accepted:
             log.info(
                 "relay: queue id %d: %s accepted by %s",
@@ -273,12 +292,8 @@ class RelayRunner:
             )
         for f in temporary:
             log.info("relay: queue id %d: %s deferred: %s", entry.id, f.recipient, f.diagnostic)
-        if permanent:
-            for f in permanent:
-                log.warning(
-                    "relay: queue id %d: %s refused: %s", entry.id, f.recipient, f.diagnostic
-                )
-            await self._bounce(entry, permanent, expired=False, data=data)
+        for f in permanent:
+            log.warning("relay: queue id %d: %s refused: %s", entry.id, f.recipient, f.diagnostic)
         if left is None:
             log.info("relay: queue id %d done", entry.id)
 
@@ -345,16 +360,23 @@ class RelayRunner:
 
     # --- delivery status notifications ---------------------------------------------------------
 
-    async def _bounce(
+    @contextlib.asynccontextmanager
+    async def _dsn(
         self,
         entry: QueueEntry,
         failures: Sequence[Failure],
         *,
         expired: bool,
         data: bytes | None = None,
-    ) -> None:
+    ) -> AsyncIterator[StagedMessage | None]:
+        """The staged DSN for ``failures`` (None when there are none, or for the null
+        sender), for ``update_queued`` to queue with the change it reports."""
+        if not failures:
+            yield None
+            return
         if not entry.sender:
             log.info("relay: queue id %d: no DSN for the null sender", entry.id)
+            yield None
             return
         if data is None:
             try:
@@ -372,8 +394,8 @@ class RelayRunner:
         async with self._backend.stage(max_octets=len(message) + 1024) as staged:
             await staged.write(message)
             await staged.finish()
-            queued = await self._backend.enqueue(staged, sender="", recipients=[entry.sender])
-        log.info("relay: DSN to <%s> queued (queue id %d)", entry.sender, queued.id)
+            yield staged
+        log.info("relay: queue id %d: DSN to <%s> queued", entry.id, entry.sender)
         self.wake()
 
 
@@ -463,8 +485,7 @@ def _header_section(message: bytes) -> bytes:
 
 async def start_relay(config: Config, backend: Backend) -> RelayRunner:
     """The queue runner of ``msgstore serve`` (one per process; the lock picks who works)."""
-    lock = config.store.data_dir / "run" / LOCK_FILE
-    return await RelayRunner(backend, config.relay, lock_path=lock).start()
+    return await RelayRunner(backend, config.relay).start()
 
 
 __all__ = [

@@ -65,9 +65,53 @@ class DotDecoder:
             self.problem = problem
 
     def feed(self, data: bytes) -> tuple[bytes, bytes]:
-        """Decode ``data``: (message octets, octets after the end -- only once ``done``)."""
+        """Decode ``data``: (message octets, octets after the end -- only once ``done``).
+
+        Whole lines are decoded in bulk (``bytes.find``/``count``/``replace`` over the chunk)
+        when they hold no problem; the octet-exact state machine (:meth:`_feed_exact`) takes
+        a partial last line, a chunk starting in the middle of an end marker or of a CRLF,
+        and any chunk with a problem (so the first problem is the one reported). Both give
+        the same octets, end and problem for any split of the input.
+        """
         if self.done:
             return b"", data
+        at = self._at
+        if not data or (at is not _At.LINE_START and at is not _At.MIDDLE):
+            return self._feed_exact(data)
+        # A line start counts as following a CRLF: decode as if the chunk came after one.
+        start = b"\r\n" if at is _At.LINE_START else b""
+        text = start + data if start else bytes(data)
+        # One search finds the first line that starts with a dot: usually the end marker.
+        first = text.find(b"\r\n.")
+        stuffed = first >= 0 and not text.startswith(b"\r\n", first + 3)
+        end = text.find(b"\r\n.\r\n", first) if stuffed else first
+        if end >= 0:
+            body = text[: end + 2]  # up to the CRLF that ends the last line
+        else:
+            last = text.rfind(b"\n") + 1
+            if last <= len(start):  # no line end in this chunk
+                return self._feed_exact(data)
+            body = text[:last]
+        crlf = body.count(b"\r\n")
+        if body.count(b"\n") != crlf or body.count(b"\r") != crlf or b"\0" in body:
+            return self._feed_exact(data)  # bare CR, bare LF or NUL: the exact path finds it
+        # Every line of ``body`` begins after a CRLF: drop the dot a line starts with.
+        out = body.replace(b"\r\n.", b"\r\n") if stuffed else body
+        if start:
+            out = out[2:]
+        self.octets += len(out)
+        if end >= 0:
+            self.done = True
+            return out, data[end + 5 - len(start) :]
+        self._at = _At.LINE_START  # ``body`` ends in CRLF
+        tail = data[len(body) - len(start) :]
+        if not tail:
+            return out, b""
+        more, _ = self._feed_exact(tail)  # a partial line: no end marker in it (see above)
+        return out + more, b""
+
+    def _feed_exact(self, data: bytes) -> tuple[bytes, bytes]:
+        """The octet-by-octet state machine (see :meth:`feed`)."""
         out = bytearray()
         i = 0
         n = len(data)

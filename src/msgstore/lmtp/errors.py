@@ -14,69 +14,12 @@ the constants below; they are not store errors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final, assert_never
 
-from msgstore.core.errors import ErrorKind
 from msgstore.delivery.pipeline import Accepted, Deferred, Outcome, Rejected
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A reply code and its enhanced status code (RFC 2034), without text."""
-
-    code: int
-    enhanced: str
-
-    def line(self, text: str) -> bytes:
-        """``code enhanced text`` with CRLF; the text is made one printable line."""
-        clean = "".join(ch if ch.isprintable() else "?" for ch in text)
-        return f"{self.code} {self.enhanced} {clean}\r\n".encode("utf-8", "replace")
-
-    def temporary(self) -> Reply:
-        """The class-4 form of a class-5 reply (unchanged when already temporary)."""
-        if self.code < 500:
-            return self
-        return Reply(self.code - 100, "4" + self.enhanced[1:])
-
-
-def kind_reply(kind: ErrorKind) -> Reply:
-    """The reply of an error kind (see the module docstring)."""
-    match kind:
-        case ErrorKind.NOT_FOUND:
-            return Reply(550, "5.1.1")  # bad destination mailbox address
-        case ErrorKind.DISABLED:
-            return Reply(550, "5.2.1")  # mailbox disabled, not accepting messages
-        case ErrorKind.OVER_QUOTA:
-            return Reply(552, "5.2.2")  # mailbox full
-        case ErrorKind.TOO_BIG:
-            return Reply(552, "5.3.4")  # message too big for system
-        case ErrorKind.NO_PERM:
-            return Reply(550, "5.7.1")  # delivery not authorized
-        case ErrorKind.PARAMS:
-            return Reply(550, "5.6.0")  # the message itself is unusable (e.g. empty)
-        case ErrorKind.NOT_POSSIBLE | ErrorKind.EXISTS | ErrorKind.HAS_CHILDREN:
-            return Reply(550, "5.2.0")  # other mailbox status
-        case ErrorKind.IN_USE:
-            return Reply(451, "4.2.0")
-        case ErrorKind.LIMIT:
-            return Reply(451, "4.3.2")  # system not accepting messages now
-        case ErrorKind.AUTH_FAILED:
-            return Reply(535, "5.7.8")
-        case (
-            ErrorKind.TEMP
-            | ErrorKind.UNAVAILABLE
-            | ErrorKind.EXPUNGED
-            | ErrorKind.CORRUPTED
-            | ErrorKind.INTERNAL
-        ):
-            return Reply(451, "4.3.0")  # mail system: other or undefined status
-        case _:
-            assert_never(kind)
-
-
-#: Every kind's reply, for documentation and the coverage test.
-KIND_REPLY: Final = {kind: kind_reply(kind) for kind in ErrorKind}
+from msgstore.delivery.replies import KIND_REPLY as KIND_REPLY  # the table shared with socketmap
+from msgstore.delivery.replies import Reply as Reply
+from msgstore.delivery.replies import kind_reply as kind_reply
 
 OK: Final = Reply(250, "2.0.0")
 SENDER_OK: Final = Reply(250, "2.1.0")

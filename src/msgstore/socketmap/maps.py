@@ -1,4 +1,4 @@
-"""The socketmap tables, and the one table from error kinds to their answers.
+"""The socketmap tables: Postfix lookups answered by the delivery pipeline.
 
 Every recipient answer comes from :meth:`DeliveryPipeline.check`, the function behind the
 LMTP/SMTP RCPT command (unknown address, receiving disabled, over quota, storage unavailable),
@@ -16,8 +16,9 @@ so the MTA in front and the store never disagree. Three maps (the ``name`` of a 
     ``OK DUNNO`` for a deliverable address (no opinion: the other restrictions decide),
     otherwise the exact reply the LMTP server would give at RCPT, as an action:
     ``OK 550 5.2.1 Account does not receive mail``, ``OK 552 5.2.2 Mailbox is full``,
-    ``OK 452 4.2.2 ...``. Keys that are not a full address (Postfix also looks up the
-    domain and ``user@``) get NOTFOUND, so they never override the full-address answer.
+    ``OK 452 4.2.2 ...`` (the table shared with LMTP, ``delivery/replies.py``, phase RCPT).
+    Keys that are not a full address (Postfix also looks up the domain and ``user@``) get
+    NOTFOUND, so they never override the full-address answer.
 
 ``domains`` -- for ``virtual_mailbox_domains``:
     ``OK <domain>`` for a domain of ``[delivery] domains`` (every domain when the list is
@@ -30,11 +31,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Final, assert_never
+from typing import Final
 
 from msgstore.core.address import parse_address
-from msgstore.core.errors import ErrorKind, StoreError
+from msgstore.core.errors import StoreError
 from msgstore.delivery.pipeline import Deferred, DeliveryPipeline, Rejected
+from msgstore.delivery.replies import Phase, refusal
 
 #: The longest reply value Postfix accepts (socketmap_table(5): 100000 characters).
 MAX_VALUE_OCTETS: Final = 100_000
@@ -66,59 +68,6 @@ class Answer:
 
 NOT_FOUND: Final = Answer(Status.NOTFOUND)
 
-
-@dataclass(frozen=True, slots=True)
-class AccessReply:
-    """An SMTP reply for an access(5) action: code and enhanced status code (RFC 3463)."""
-
-    code: int
-    enhanced: str
-
-    def temporary(self) -> AccessReply:
-        """The class-4 form (``552 5.2.2`` -> ``452 4.2.2``)."""
-        if self.code < 500:
-            return self
-        return AccessReply(self.code - 100, "4" + self.enhanced[1:])
-
-
-def kind_reply(kind: ErrorKind) -> AccessReply:
-    """The permanent reply of an error kind in ``recipient_access`` answers: the same codes
-    as the LMTP server's RCPT replies (lmtp/errors.py), which this layer may not import."""
-    match kind:
-        case ErrorKind.NOT_FOUND:
-            return AccessReply(550, "5.1.1")  # bad destination mailbox address
-        case ErrorKind.DISABLED:
-            return AccessReply(550, "5.2.1")  # mailbox disabled, not accepting messages
-        case ErrorKind.OVER_QUOTA:
-            return AccessReply(552, "5.2.2")  # mailbox full
-        case ErrorKind.TOO_BIG:
-            return AccessReply(552, "5.3.4")  # message too big for system
-        case ErrorKind.NO_PERM:
-            return AccessReply(550, "5.7.1")  # delivery not authorized
-        case ErrorKind.PARAMS:
-            return AccessReply(553, "5.1.3")  # bad destination mailbox address syntax
-        case ErrorKind.NOT_POSSIBLE | ErrorKind.EXISTS | ErrorKind.HAS_CHILDREN:
-            return AccessReply(550, "5.2.0")  # other mailbox status
-        case ErrorKind.IN_USE:
-            return AccessReply(451, "4.2.0")
-        case ErrorKind.LIMIT:
-            return AccessReply(451, "4.3.2")  # system not accepting messages now
-        case ErrorKind.AUTH_FAILED:
-            return AccessReply(550, "5.7.1")
-        case (
-            ErrorKind.TEMP
-            | ErrorKind.UNAVAILABLE
-            | ErrorKind.EXPUNGED
-            | ErrorKind.CORRUPTED
-            | ErrorKind.INTERNAL
-        ):
-            return AccessReply(451, "4.3.0")  # mail system: other or undefined status
-        case _:
-            assert_never(kind)
-
-
-#: Every kind's reply, for documentation and the coverage test.
-KIND_REPLY: Final = {kind: kind_reply(kind) for kind in ErrorKind}
 
 #: The map names this service answers.
 MAPS: Final = ("recipients", "recipient_access", "domains")
@@ -158,14 +107,9 @@ class Tables:
         if recipient is None:
             return NOT_FOUND
         checked = await self._pipeline.check(recipient)
-        if isinstance(checked, Rejected):
-            reply = kind_reply(checked.kind)
-        elif isinstance(checked, Deferred):
-            reply = kind_reply(checked.kind).temporary()
-            if checked.storage_full:
-                reply = AccessReply(452, "4.3.1")  # mail system full
-        else:
+        if not isinstance(checked, Rejected | Deferred):
             return Answer(Status.OK, "DUNNO")
+        reply = refusal(checked, Phase.RCPT)
         return Answer(Status.OK, f"{reply.code} {reply.enhanced} {checked.text}")
 
     def _domains(self, key: str) -> Answer:
