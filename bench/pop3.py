@@ -2,21 +2,36 @@
 
     python -m bench.pop3                       # a fresh msgstore serve on free loopback ports
     python -m bench.pop3 --messages 100        # smaller
+    python -m bench.pop3 --event-loop asyncio  # [server] event_loop (default auto: uvloop)
+    python -m bench.pop3 --read-ahead 0        # [pop3] read_ahead (default 1M)
+    python -m bench.pop3 --phases [--dovecot]  # server CPU per command type, one pass each
     python -m bench.pop3 --host H --port P --user U --password W   # any POP3 server whose
-                                               # maildrop is already filled (e.g. Dovecot)
+                                               # maildrop is already filled
+    python -m bench.pop3 --dovecot             # a throw-away Dovecot pop3 (Debian
+                                               # dovecot-pop3d), the same messages in a Maildir
+    python -m bench.pop3 --dovecot --maildir cur   # ... already moved to cur/, sizes in names
 
 Against its own server the benchmark creates a temporary data directory, a POP-only account
 and the messages (through the delivery pipeline, each durable), starts ``msgstore serve`` as a
 subprocess, and times the client from USER to the reply to QUIT (which includes the UPDATE
 state's expunge of every message). The client is a raw socket that sends one command and
 reads its whole reply before the next, as fetchmail and getmail do; it checks each message's
-size against LIST. Prints seconds, messages/s and MB/s (10^6 octets of message data).
+size against LIST. Prints seconds, messages/s and MB/s (10^6 octets of message data), and
+the server's CPU time (user + system of its processes and their reaped children, from
+/proc) from USER until it is idle again after QUIT.
+
+With ``--dovecot`` the same messages are written into ``new/`` of a Maildir under a temporary
+directory (as an MTA would leave them) and Dovecot's pop3 runs as shipped with only what a
+throw-away instance needs: passwd-file with a ``{PLAIN}`` password, ``ssl = no``,
+``mail_location = maildir:~/Maildir``, one free loopback port (run as root; the mail belongs
+to ``nobody``). Its CPU time is that of the ``pop3`` process serving the session.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import shutil
 import socket
@@ -105,6 +120,36 @@ def download(host: str, port: int, user: str, password: str) -> tuple[float, int
     return elapsed, count, octets
 
 
+def phases(host: str, port: int, user: str, password: str, pid: int) -> list[str]:
+    """Server CPU per command, one command type at a time: USER/PASS/STAT, RETR 1..N,
+    DELE 1..N, NOOP x N, QUIT (and the work after it). One line per phase."""
+    client = Client(host, port)
+    client.line()
+    marks: list[tuple[str, float]] = [("", cpu_seconds(pid))]
+    client.command(f"USER {user}")
+    client.command(f"PASS {password}")
+    count = int(client.command("STAT").split()[1])
+    marks.append(("login (per message)", cpu_seconds(pid)))
+    for n in range(1, count + 1):
+        client.command(f"RETR {n}")
+        client.multiline()
+    marks.append(("RETR", cpu_seconds(pid)))
+    for n in range(1, count + 1):
+        client.command(f"DELE {n}")
+    marks.append(("DELE", cpu_seconds(pid)))
+    for _ in range(count):
+        client.command("NOOP")
+    marks.append(("NOOP", cpu_seconds(pid)))
+    client.command("QUIT")
+    marks.append(("QUIT (per message)", cpu_seconds(pid)))
+    client.sock.close()
+    marks.append(("after QUIT (per message)", settled_cpu(pid)))
+    return [
+        f"{name}: {(cpu - before) / max(count, 1) * 1e6:.0f} us CPU"
+        for (_, before), (name, cpu) in itertools.pairwise(marks)
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -138,7 +183,9 @@ async def fill(config_path: Path, user: str, password: str, messages: int, size:
         await backend.close()
 
 
-def own_server(messages: int, size: int) -> tuple[subprocess.Popen[bytes], int, Path]:
+def own_server(
+    messages: int, size: int, read_ahead: str | None = None, event_loop: str | None = None
+) -> tuple[subprocess.Popen[bytes], int, Path]:
     root = Path(tempfile.mkdtemp(prefix="msgstore-bench-pop3-"))
     port = free_port()
     config = root / "msgstore.toml"
@@ -146,6 +193,10 @@ def own_server(messages: int, size: int) -> tuple[subprocess.Popen[bytes], int, 
     text = "".join(f"[{s}]\nlisten = []\n" for s in sections)
     text = text.replace("[imap]\nlisten = []\n", "[imap]\nlisten = []\ntls_listen = []\n")
     text += f'[pop3]\nlisten = "127.0.0.1:{port}"\ntls_listen = []\n'
+    if read_ahead is not None:
+        text += f'read_ahead = "{read_ahead}"\n'
+    if event_loop is not None:
+        text += f'[server]\nevent_loop = "{event_loop}"\n'
     text += f'[store]\ndata_dir = "{root / "data"}"\n'
     config.write_text(text)
     asyncio.run(fill(config, "bench", "bench-password", messages, size))
@@ -165,6 +216,124 @@ def own_server(messages: int, size: int) -> tuple[subprocess.Popen[bytes], int, 
     return proc, port, root
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from /proc/*/stat)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid``'s process tree, with the reaped children's
+    (``cutime``/``cstime``), so a process that ends during the run still counts."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / tick
+
+
+def event_loop_of(pid: int) -> str:
+    """Which event loop a ``msgstore serve`` process runs: uvloop if it has loaded it."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return "uvloop" if "uvloop" in maps else "asyncio"
+
+
+def settled_cpu(pid: int, timeout: float = 10.0) -> float:
+    """``cpu_seconds(pid)`` once it stops growing: work the server does after its reply to
+    QUIT (msgstore's file removals, a Dovecot process ending and being reaped) counts too."""
+    last = cpu_seconds(pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = cpu_seconds(pid)
+        if now == last:
+            break
+        last = now
+    return last
+
+
+def dovecot_server(
+    messages: int, size: int, password: str, subdir: str
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """Dovecot's pop3 as shipped, Maildir, one passwd-file user ``bench``, everything under a
+    temp directory; run as root (the mail belongs to ``nobody``). ``subdir`` ``new``: plain
+    file names, as an MTA leaves them (Dovecot renames them into ``cur/`` at the first login);
+    ``cur``: already seen by a mail reader, ``,S=<size>`` in the name (no stat needed)."""
+    import pwd
+
+    if not Path("/usr/lib/dovecot/pop3").exists():
+        raise RuntimeError("Dovecot's pop3 is missing: apt-get install dovecot-pop3d")
+    root = Path(tempfile.mkdtemp(prefix="dovecot-bench-pop3-"))
+    root.chmod(0o755)
+    nobody = pwd.getpwnam("nobody")
+    for sub in ("run", "state", "mail"):
+        (root / sub).mkdir()
+    maildir = root / "mail" / "bench" / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    base = int(time.time()) - 3600
+    for i in range(messages):
+        data = make_message(i, size)
+        if subdir == "new":
+            (maildir / "new" / f"{base + i}.M{i}P1.bench").write_bytes(data)
+        else:
+            (maildir / "cur" / f"{base + i}.M{i}P1.bench,S={len(data)}:2,").write_bytes(data)
+    for path in (root / "mail", *(root / "mail").rglob("*")):
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    users = root / "users"
+    users.write_text(f"bench:{{PLAIN}}{password}::::::\n")
+    users.chmod(0o600)
+    internal = pwd.getpwnam("dovecot")
+    os.chown(users, internal.pw_uid, internal.pw_gid)
+    port = free_port()
+    ids = f"uid={nobody.pw_uid} gid={nobody.pw_gid}"
+    (root / "dovecot.conf").write_text(
+        f"protocols = pop3\nlisten = 127.0.0.1\nbase_dir = {root}/run\n"
+        f"state_dir = {root}/state\ninstance_name = bench-pop3-{port}\n"
+        f"log_path = {root}/dovecot.log\nssl = no\ndisable_plaintext_auth = no\n"
+        f"mail_location = maildir:~/Maildir\n"
+        f"mail_uid = {nobody.pw_uid}\nmail_gid = {nobody.pw_gid}\nfirst_valid_uid = 1\n"
+        f"passdb {{\n  driver = passwd-file\n  args = {users}\n}}\n"
+        "userdb {\n  driver = static\n"
+        f"  args = {ids} home={root}/mail/%u\n}}\n"
+        "service pop3-login {\n  inet_listener pop3 {\n    address = 127.0.0.1\n"
+        f"    port = {port}\n  }}\n  inet_listener pop3s {{\n    port = 0\n  }}\n}}\n"
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        ["/usr/sbin/dovecot", "-F", "-c", str(root / "dovecot.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(100).startswith(b"+OK"):
+                    return proc, port, root
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"dovecot did not start (see {root}/dovecot.log)")
+        time.sleep(0.1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1000)
@@ -173,20 +342,56 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int)
     parser.add_argument("--user")
     parser.add_argument("--password")
+    parser.add_argument("--dovecot", action="store_true", help="measure Dovecot's pop3")
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="server CPU per command type instead (RETR all, DELE all, NOOP, QUIT)",
+    )
+    parser.add_argument(
+        "--read-ahead", help="own server: [pop3] read_ahead (default: the default, 1M)"
+    )
+    parser.add_argument(
+        "--event-loop",
+        choices=("auto", "uvloop", "asyncio"),
+        help="own server: [server] event_loop (default: the default, auto)",
+    )
+    parser.add_argument(
+        "--maildir",
+        choices=("new", "cur"),
+        default="new",
+        help="with --dovecot: where the messages are written (default new/, as delivered)",
+    )
     args = parser.parse_args(argv)
-    proc = root = None
-    if args.port is None:
-        proc, port, root = own_server(args.messages, args.size)
-        user, password, label = "bench", "bench-password", "msgstore"
+    proc: subprocess.Popen[bytes] | None = None
+    root: Path | None = None
+    host = args.host
+    if args.dovecot:
+        host, user, password = "127.0.0.1", "bench", "bench-password"
+        proc, port, root = dovecot_server(args.messages, args.size, password, args.maildir)
+        label = f"dovecot (Maildir {args.maildir}/)"
+    elif args.port is None:
+        proc, port, root = own_server(args.messages, args.size, args.read_ahead, args.event_loop)
+        host, user, password = "127.0.0.1", "bench", "bench-password"
+        label = f"msgstore ({event_loop_of(proc.pid)})"
     else:
-        port, user, password, label = (
-            args.port,
-            args.user,
-            args.password,
-            f"{args.host}:{args.port}",
-        )
+        port, user, password, label = args.port, args.user, args.password, f"{host}:{port}"
+    if args.phases:
+        if proc is None:
+            parser.error("--phases needs a server of its own (no --port)")
+        try:
+            print(f"{label}: " + "; ".join(phases(host, port, user, password, proc.pid)))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            if root is not None:
+                shutil.rmtree(root, ignore_errors=True)
+        return 0
     try:
-        elapsed, count, octets = download(args.host, port, user, password)
+        cpu_before = cpu_seconds(proc.pid) if proc is not None else 0.0
+        elapsed, count, octets = download(host, port, user, password)
+        if proc is not None:
+            cpu = settled_cpu(proc.pid) - cpu_before
     finally:
         if proc is not None:
             proc.terminate()
@@ -196,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{label}: {count} messages, {octets / 1e6:.1f} MB in {elapsed:.3f} s: "
         f"{count / elapsed:.0f} msg/s, {octets / 1e6 / elapsed:.1f} MB/s"
-    )
+        + (f"; server CPU {cpu:.3f} s ({cpu / max(count, 1) * 1e6:.0f} us/message)"
+           if proc is not None else "")
+    )  # fmt: skip
     return 0
 
 

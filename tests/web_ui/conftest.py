@@ -1,9 +1,13 @@
 """Browser tests of the web pages: Debian's Chromium, headless, driven by Playwright.
 
-One ``msgstore serve`` (web, IMAP, POP3, poppassd, LMTP) and one browser serve every test of
-this directory; each test gets a fresh browser context (its own cookies). Chromium is never
-downloaded: ``/usr/bin/chromium`` must exist (``.ci/run`` installs the ``chromium`` package),
-and without it these tests fail rather than skip.
+One ``msgstore serve`` (web, IMAP, POP3, poppassd, LMTP), one browser, one browser context
+and one page serve every test of this directory (per xdist worker); each test starts with
+the context's cookies cleared, the desktop viewport and a blank page, which is all the state
+the pages keep in a browser. A new Chromium context costs about two CPU-seconds of profile
+set-up and a new page half a second, more than most tests spend on their own pages: a test
+that needs a second browser (another user at once, scripts off, a locale) makes its own.
+Chromium is never downloaded: ``/usr/bin/chromium`` must exist (``.ci/run`` installs the
+``chromium`` package), and without it these tests fail rather than skip.
 
 With ``MSGSTORE_SCREENSHOTS=1`` the tests save a screenshot of every page they visit to
 docs/screenshots/ (the README shows them); otherwise nothing is written to the tree.
@@ -24,9 +28,11 @@ from playwright.sync_api import (
     BrowserContext,
     ConsoleMessage,
     Dialog,
+    Error,
     Page,
     Playwright,
     ViewportSize,
+    expect,
     sync_playwright,
 )
 
@@ -45,6 +51,8 @@ CHROMIUM_ARGS: Final = [
     "--disable-sync",
 ]
 SCREENSHOTS: Final = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+MESSAGES: Final = Path(__file__).resolve().parent / "messages"
+SESSION_COOKIE: Final = "msgstore_session"
 DESKTOP: Final = ViewportSize(width=1100, height=760)
 PHONE: Final = ViewportSize(width=390, height=780)
 
@@ -90,7 +98,6 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     server = MsgstoreServer.start(
         root,
         services=("web", "imap", "pop3", "poppassd", "lmtp"),
-        config={"poppassd.min_length": 8},
     )
     try:
         manager = Web(server, "", User("", "", "", "")).add_named(
@@ -101,33 +108,57 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
         server.stop()
 
 
-@pytest.fixture
-def context(browser: Browser, web: Web) -> Iterator[BrowserContext]:
+@pytest.fixture(scope="package")
+def shared_context(browser: Browser, web: Web) -> Iterator[BrowserContext]:
     ctx = browser.new_context(base_url=web.base, viewport=DESKTOP, locale="en-GB")
     ctx.set_default_timeout(10_000)
     yield ctx
     ctx.close()
 
 
+@pytest.fixture(scope="package")
+def shared_page(shared_context: BrowserContext) -> Iterator[Page]:
+    page = shared_context.new_page()
+    yield page
+    page.close()
+
+
 @pytest.fixture
-def page(context: BrowserContext) -> Iterator[Page]:
-    """A page that fails the test if the browser reports a Content-Security-Policy violation
-    (an inline script or style the policy blocked) or a script error on any page visited."""
-    page = context.new_page()
+def context(shared_context: BrowserContext) -> BrowserContext:
+    """The browser context of the tests, without cookies: nobody is logged in."""
+    shared_context.clear_cookies()
+    return shared_context
+
+
+@pytest.fixture
+def page(context: BrowserContext, shared_page: Page) -> Iterator[Page]:
+    """A blank page that fails the test if the browser reports a Content-Security-Policy
+    violation (an inline script or style the policy blocked) or a script error on any page
+    visited."""
+    page = shared_page
+    page.goto("about:blank")
+    page.set_viewport_size(DESKTOP)
     problems: list[str] = []
 
     def console(message: ConsoleMessage) -> None:
         if message.type == "error" and "Content Security Policy" in message.text:
             problems.append(message.text)
 
+    def error(exc: Error) -> None:
+        problems.append(str(exc))
+
     page.on("console", console)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    yield page
+    page.on("pageerror", error)
+    try:
+        yield page
+    finally:
+        page.remove_listener("console", console)
+        page.remove_listener("pageerror", error)
     assert problems == [], problems
 
 
 @pytest.fixture
-def dialogs(page: Page) -> list[str]:
+def dialogs(page: Page) -> Iterator[list[str]]:
     """Messages of every alert/confirm the page opened (a script that ran): must stay empty."""
     seen: list[str] = []
 
@@ -136,7 +167,8 @@ def dialogs(page: Page) -> list[str]:
         dialog.dismiss()
 
     page.on("dialog", opened)
-    return seen
+    yield seen
+    page.remove_listener("dialog", opened)
 
 
 def shot(page: Page, name: str, *, full_page: bool = True) -> None:
@@ -148,8 +180,37 @@ def shot(page: Page, name: str, *, full_page: bool = True) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
 
 
-def login(page: Page, name: str, password: str) -> None:
-    page.goto("/login")
+def eml(name: str) -> bytes:
+    """A test message of tests/web_ui/messages/ with CRLF line ends."""
+    return (MESSAGES / f"{name}.eml").read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def login(page: Page, name: str, password: str, *, base: str = "") -> None:
+    """Log in through the login form (of the server at ``base``; default: the context's)."""
+    page.goto(base + "/login")
     page.fill("#name", name)
     page.fill("#password", password)
     page.click("button[type=submit]")
+
+
+#: The manager's session cookie per server, kept by :func:`as_manager` between tests.
+_MANAGER_SESSIONS: Final[dict[str, str]] = {}
+
+
+def as_manager(page: Page, web: Web, path: str = "/manage") -> None:
+    """Open ``path`` logged in as the manager, with the session of an earlier test when it
+    is still valid (a test that logs out ends it: then this logs in again)."""
+    session = _MANAGER_SESSIONS.get(web.base)
+    if session:
+        page.context.add_cookies([{"name": SESSION_COOKIE, "value": session, "url": web.base}])
+        page.goto(path)
+        if "/login" not in page.url:
+            expect(page.locator("nav.menu")).to_contain_text("Accounts")
+            return
+    login(page, web.manager.name, web.manager.password)
+    expect(page.locator("nav.menu")).to_contain_text("Accounts")
+    for cookie in page.context.cookies(web.base):
+        if cookie.get("name") == SESSION_COOKIE:
+            _MANAGER_SESSIONS[web.base] = cookie.get("value", "")
+    if path != "/manage":
+        page.goto(path)

@@ -24,15 +24,17 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Session, Command], Awaitable[None]]
 
-AUTHORIZATION: Final = frozenset({State.AUTHORIZATION})
-TRANSACTION: Final = frozenset({State.TRANSACTION})
-ANY: Final = AUTHORIZATION | TRANSACTION
+# Tuples, not sets: ``state in states`` then compares by identity instead of calling the
+# enum's Python-level __hash__ on every command.
+AUTHORIZATION: Final = (State.AUTHORIZATION,)
+TRANSACTION: Final = (State.TRANSACTION,)
+ANY: Final = (State.AUTHORIZATION, State.TRANSACTION)
 
 
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
     name: bytes
-    states: frozenset[State]
+    states: tuple[State, ...]
     handler: Handler
 
 

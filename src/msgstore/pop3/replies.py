@@ -45,6 +45,12 @@ class DotStuffer:
         return END if self._at_line_start else b"\r\n" + END
 
 
+def whole_reply(first: bytes, text: bytes) -> bytes:
+    """A multi-line reply of a text held whole (RETR from the read-ahead), for one write."""
+    stuffer = DotStuffer()
+    return b"".join((first, stuffer.stuff(text), stuffer.end()))
+
+
 async def send_lines(conn: Connection, first: bytes, lines: Iterable[bytes]) -> None:
     """A multi-line reply of short lines (LIST, UIDL, CAPA), written with backpressure."""
     conn.write(first)

@@ -44,6 +44,7 @@ from msgstore.net.linereader import TOO_LONG
 from msgstore.net.logs import log_context
 from msgstore.pop3.errors import AUTH, IN_USE, SYS_TEMP, Refusal, err, error_line
 from msgstore.pop3.maildrop import Maildrop, MaildropLock
+from msgstore.pop3.readahead import ReadAhead
 from msgstore.pop3.replies import ok
 from msgstore.pop3.syntax import SyntaxProblem, parse_line
 from msgstore.storage.base import Backend
@@ -100,6 +101,7 @@ class Session:
     state: State = State.AUTHORIZATION
     user: str | None = None
     maildrop: Maildrop | None = None
+    read_ahead: ReadAhead | None = None
     lock: MaildropLock | None = None
     failures: int = 0
     bad_commands: int = 0
@@ -158,6 +160,7 @@ class Session:
         self._release()  # the address slot of a connection not yet logged in
         self.slots.append((USER, key))
         self.lock, self.maildrop, self.state = lock, maildrop, State.TRANSACTION
+        self.read_ahead = ReadAhead(maildrop.backend)
         self.conn.live.logged_in(account.name)
         self.log_scope.enter_context(log_context(ident=account.name))
         count, octets = maildrop.stat()

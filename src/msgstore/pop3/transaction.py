@@ -4,7 +4,10 @@ Message numbers are positions in the snapshot taken at login (``maildrop.py``); 
 past the end and messages marked deleted get ``-ERR``. Sizes are the stored octets
 (CRLF-normalised, before byte-stuffing), as RFC 1939 §11 allows.
 
-RETR streams the stored file in chunks, byte-stuffed on the fly. TOP reads the header length
+RETR of a message of at most ``[pop3] read_ahead`` octets takes it whole from the session's
+read-ahead (``readahead.py``: one store call for it and the next ones) and writes the reply
+at once; a larger one, or any on a backend without ``read_bodies``, streams the stored file
+in chunks, byte-stuffed on the fly. TOP reads the header length
 from the part map computed at delivery and then counts body lines while streaming: no MIME
 parsing on the read path (ARCHITECTURE.md).
 """
@@ -20,7 +23,7 @@ from msgstore.mime.partmap import PartMap
 from msgstore.net.connection import ConnectionClosedError
 from msgstore.pop3.errors import Refusal
 from msgstore.pop3.maildrop import Entry
-from msgstore.pop3.replies import ok, send_lines, send_stream
+from msgstore.pop3.replies import ok, send_lines, send_stream, whole_reply
 from msgstore.pop3.session import Session
 from msgstore.pop3.syntax import Command, arity, number
 from msgstore.storage.base import BodyReader, Want
@@ -85,8 +88,16 @@ async def rset(session: Session, cmd: Command) -> None:
 
 async def retr(session: Session, cmd: Command) -> None:
     (arg,) = arity(cmd, 1)
-    entry = session.drop.get(number(arg))
-    await _send_body(session, entry, None)
+    n = number(arg)
+    drop = session.drop
+    entry = drop.get(n)
+    limit = session.ctx.config.pop3.read_ahead
+    ahead = session.read_ahead
+    body = await ahead.body(drop, n, entry, limit) if ahead is not None and limit else None
+    if body is not None:
+        session.send(whole_reply(ok(f"{entry.size} octets"), body))
+    else:
+        await _send_body(session, entry, None)
     entry.retrieved = True
     session.stats.retr += 1
     session.stats.retr_octets += entry.size

@@ -13,10 +13,11 @@ The classic dialogue (Qualcomm's poppassd, as those clients send it; every reply
     C: quit
     S: 200 Bye.
 
-    session.py    the dialogue, the policy checks, the error table
+    session.py    the dialogue, the error table
     service.py    ``start(config, backend, listeners)`` for ``msgstore serve``
 
 The old password is checked by the same code as every login (``auth/sasl.py``: throttled,
 unknown users indistinguishable); the new one is stored by the management layer's
-``password set`` operation, so it works at once for IMAP, POP3 and the web.
+``password set`` operation, so it works at once for IMAP, POP3 and the web, and the one
+``[auth]`` password policy applies, as for the REST API and the web pages.
 """

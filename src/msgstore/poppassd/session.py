@@ -1,4 +1,4 @@
-"""One poppassd connection: the dialogue, the new-password policy, the error table.
+"""One poppassd connection: the dialogue and the error table.
 
 States: a user name is expected first, then the old password, then the new one; ``quit`` is
 valid at any time. Commands are case-insensitive and take the rest of the line as their
@@ -8,10 +8,12 @@ argument (passwords may contain spaces). Replies never echo what the client sent
   answers ``500`` and the dialogue starts over at ``user``; after ``[auth]
   max_failures_per_connection`` failures the connection closes. The login throttle applies
   as for every login (RELIABILITY.md §7 case 15).
-- ``newpass`` is refused (``500`` with the reason, the dialogue stays at ``newpass``) when the
-  new password is shorter than ``[poppassd] min_length`` characters, equals the account name or
-  the old password (case-insensitively), or could not be carried by a login (NUL, longer than
-  1024 octets).
+- ``newpass`` goes through the management layer's ``password set`` with the account itself as
+  the actor, so the one ``[auth]`` password policy applies (``management/passwords.py``:
+  ``password_min_length``, ``password_max_length``, ``password_classes``, not the account
+  name) after the hard limits every login needs (not empty, no NUL/CR/LF, at most 1024
+  octets), exactly as for the REST API and the web pages. A refusal is ``500`` with the
+  policy's reason, and the dialogue stays at ``newpass``.
 - Out-of-order commands (``newpass`` before ``pass``, ``pass`` before ``user``) get ``500`` and
   change nothing.
 """
@@ -31,7 +33,7 @@ from msgstore.config import Config
 from msgstore.core.accounts import AccountInfo
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.management import ManagementContext, Secret
-from msgstore.management.accounts import PasswordSet, check_password
+from msgstore.management.accounts import PasswordSet
 from msgstore.management.operation import Actor, run_operation
 from msgstore.net.connection import Connection, ServiceClosingError
 from msgstore.net.linereader import TOO_LONG
@@ -76,20 +78,6 @@ def error_text(exc: StoreError) -> str:
             assert_never(exc.kind)
 
 
-def check_new_password(config: Config, name: str, old: str, new: str) -> None:
-    """The policy of ``[poppassd]``; raises PARAMS with the reason."""
-    minimum = config.poppassd.min_length
-    if len(new) < minimum:
-        raise StoreError(
-            ErrorKind.PARAMS, f"The new password must have at least {minimum} characters"
-        )
-    if new.casefold() == name.casefold():
-        raise StoreError(ErrorKind.PARAMS, "The new password may not be the user name")
-    if new.casefold() == old.casefold():
-        raise StoreError(ErrorKind.PARAMS, "The new password must differ from the old one")
-    check_password(Secret(new))
-
-
 @dataclass(slots=True, eq=False)
 class PoppassdSession:
     config: Config
@@ -98,7 +86,6 @@ class PoppassdSession:
     conn: Connection
     hasher: Callable[[str], str] = hash_password
     user: str | None = None
-    old: str | None = None
     account: AccountInfo | None = None
     changed: bool = False
     failures: int = 0
@@ -166,7 +153,7 @@ class PoppassdSession:
         if not name or " " in name:
             self.send(False, "Usage: user NAME.")
             return
-        self.user, self.old, self.account = name, None, None
+        self.user, self.account = name, None
         self.send(True, "Your password please.")
 
     async def _pass(self, password: str) -> None:
@@ -192,17 +179,17 @@ class PoppassdSession:
             if limit and self.failures >= limit:
                 self.finished = True
             return
-        self.account, self.old = account, password
+        self.account = account  # the old password is not kept
         self.send(True, "Your new password please.")
 
     async def _newpass(self, new: str) -> None:
-        if self.account is None or self.old is None:
+        if self.account is None:
             self.send(False, "Give your user name and old password first.")
             return
         account = self.account
         try:
-            check_new_password(self.config, self.user or account.name, self.old, new)
-            check_new_password(self.config, account.name, self.old, new)
+            # PasswordSet checks the hard limits, then (the actor being the account) the
+            # [auth] policy: the one source of truth for every face.
             actor = Actor(
                 name=account.name, account=account, origin=f"poppassd {self.conn.peer_host}"
             )
@@ -215,5 +202,5 @@ class PoppassdSession:
             return
         log.info("password of %s changed", account.name)
         self.changed = True
-        self.account = self.old = None
+        self.account = None
         self.send(True, "Password changed, thank-you.")
