@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from msgstore.auth.passwords import hash_password
 from msgstore.config import load_config
@@ -61,6 +62,26 @@ def write_maildir(root: Path, count: int, folders: int) -> None:
         lines = [f"3 V{1_600_000_000 + n} N{len(bases) + 1} Gbench"]
         lines += [f"{uid} :{base}" for uid, base in enumerate(bases, 1)]
         (d / "dovecot-uidlist").write_text("\n".join(lines) + "\n")
+
+
+class BarReporter:
+    """A rich progress bar per mailbox (``--progress``: what the CLI draws)."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.task: Any = None
+
+    def folder(self, account: str, name: str, total: int | None) -> None:
+        self.task = self.progress.add_task(f"{account}: {name}", total=total)
+
+    def advance(self, octets: int) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, 1)
+
+    def done(self) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, total=self.progress.tasks[-1].completed)
+            self.task = None
 
 
 class Counting:
@@ -126,8 +147,6 @@ def main(argv: list[str] | None = None) -> int:
                 from rich.progress import Progress
 
                 with Progress(transient=False) as bars:
-                    from msgstore.cli.migrate import BarReporter
-
                     counting = Counting(BarReporter(bars))
                     start = time.perf_counter()
                     summary = asyncio.run(migrate_once(data, maildir, counting))

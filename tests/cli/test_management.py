@@ -257,15 +257,17 @@ def test_remote_mode_runs_the_same_operations(server: MsgstoreServer, tmp_path: 
     assert remote(server, "bob", "bob-password", "quota", "show", "bob").code == 0
     assert_one_line_error(remote(server, "bob", "bob-password", "account", "list"), 77)
     assert_one_line_error(remote(server, "boss", "wrong", "account", "list"), 77)
-    # Export is for the server's own machine.
-    assert_one_line_error(
-        remote(server, "boss", "Boss-password-1", "account", "export", "bob", "--output", "x"),
-        65,
-        "not offered over the REST API",
+    # Export streams the archive here (GET /accounts/{name}/export).
+    archive = tmp_path / "bob.tar"
+    exported = remote(
+        server, "boss", "Boss-password-1", "account", "export", "bob", "--output", str(archive)
     )
+    assert exported.code == 0, exported
+    assert archive.stat().st_size > 0
     audit = local.json("audit", "list", "--actor", "boss")
     assert {e["origin"] for e in audit} == {"rest 127.0.0.1"}
     assert [(e["operation"], e["outcome"]) for e in audit] == [
+        ("account export", "ok"),
         ("acl set", "params"),
         ("quota set", "ok"),
         ("account add", "ok"),

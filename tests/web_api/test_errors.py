@@ -197,3 +197,71 @@ def test_a_refusal_over_rest_is_audited(site: Site) -> None:
     assert any(r["params"] == {"name": name} for r in deletes), records
     assert all(r["outcome"] == "no_perm" and r["origin"] == "rest 127.0.0.1" for r in deletes)
     assert any(r["operation"] == "account add" and r["outcome"] == "no_perm" for r in records)
+
+
+def test_an_operations_own_checks_name_their_field(site: Site) -> None:
+    """Refusals from the operation itself (not from parsing one value) fill ``fields`` too."""
+    boss = site.as_boss
+    user = site.carol.name
+    acl = f"/accounts/{user}/acl"
+    cases: list[tuple[str, str, dict[str, object], str]] = [
+        (
+            "PUT",
+            acl,
+            {"mailbox": "INBOX", "identifier": "no-such-acct", "rights": "lr"},
+            "identifier",
+        ),
+        (
+            "PUT",
+            acl,
+            {"mailbox": "INBOX", "identifier": "-no-such-acct", "rights": "lr"},
+            "identifier",
+        ),
+        ("PUT", acl, {"mailbox": "INBOX", "identifier": "anyone", "rights": "lrz"}, "rights"),
+        ("PUT", acl, {"mailbox": "INBOX", "identifier": "anyone", "rights": "+Q"}, "rights"),
+        ("PUT", f"/accounts/{user}/quota", {"storage": "-5"}, "storage"),
+        ("PUT", f"/accounts/{user}/quota", {"storage": "12 parsecs"}, "storage"),
+        ("PATCH", f"/accounts/{user}", {"quota": "-5"}, "quota"),
+        ("PATCH", f"/accounts/{user}", {"quota": "12 parsecs"}, "quota"),
+        ("POST", f"/accounts/{user}/rename", {"new": "anyone"}, "new"),
+        ("POST", f"/accounts/{user}/rename", {"new": "-x"}, "new"),
+        ("PUT", f"/accounts/{user}/password", {"password": "a"}, "password"),
+    ]
+    before = boss.get(acl, mailbox="INBOX").json()
+    for method, path, body, field in cases:
+        reply = boss.call(method, path, body=body)
+        assert reply.status == 422, (body, reply)
+        data = reply.json()
+        assert data["error"] == "params", data
+        assert field in _fields(data), (body, data)
+        assert _fields(data)[field] == data["message"] or data["message"].startswith(field)
+    # Nothing changed.
+    assert boss.get(acl, mailbox="INBOX").json() == before
+    assert boss.get(f"/accounts/{user}").status == 200
+    deleted = boss.call("DELETE", acl, query={"mailbox": "INBOX", "identifier": "no-such-acct"})
+    assert deleted.status == 422, deleted
+    assert "identifier" in _fields(deleted.json())
+
+
+def test_a_python_caller_sees_the_field_too(site: Site) -> None:
+    import asyncio
+
+    from msgstore import Store
+    from msgstore.management.operation import ParamError
+
+    async def run() -> ParamError:
+        async with Store.open(site.server.config_path) as store:
+            try:
+                await store.run(
+                    "acl set",
+                    user=site.carol.name,
+                    mailbox="INBOX",
+                    identifier="no-such-acct",
+                    rights="lr",
+                )
+            except ParamError as exc:
+                return exc
+        raise AssertionError("no error")
+
+    exc = asyncio.run(run())
+    assert set(exc.fields) == {"identifier"}

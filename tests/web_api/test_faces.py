@@ -26,8 +26,15 @@ from tests.web_api.support import request_for, routes
 
 #: Reads that only the running server can answer (the local CLI has no server to ask).
 SERVER_ONLY = frozenset({"session list", "stats live"})
+#: Reads whose result is a file (the archive is the body): compared by their own test below.
+STREAMS = frozenset({"account export"})
 READS = [
-    s for s in routes() if s.http is not None and s.http[0] == "GET" and s.name not in SERVER_ONLY
+    s
+    for s in routes()
+    if s.http is not None
+    and s.http[0] == "GET"
+    and s.name not in SERVER_ONLY
+    and s.name not in STREAMS
 ]
 FORWARD = "team@example.org"
 PUBLIC = "News"
@@ -142,3 +149,109 @@ def test_every_face_gives_the_same_answer(filled: Site, spec: OperationSpec) -> 
         cli = _by_cli(filled, spec, values)
         assert rest == python, (spec.name, values)
         assert cli == rest, (spec.name, values)
+
+
+def _cli_json(site: Site, *argv: str) -> tuple[str, Any]:
+    cmd = [sys.executable, "-m", "msgstore.cli", "--config", str(site.server.config_path)]
+    run = subprocess.run(
+        [*cmd, *argv, "--json"], capture_output=True, text=True, timeout=120, check=False
+    )
+    if run.returncode == 0:
+        return "ok", json.loads(run.stdout)
+    return "error", run.stderr.strip().removeprefix("msgstore: ")
+
+
+def _python(spec_name: str, site: Site, **values: object) -> tuple[str, Any]:
+    from msgstore import Store
+
+    async def run() -> tuple[str, Any]:
+        async with Store.open(site.server.config_path) as store:
+            try:
+                return "ok", to_json(await store.run(spec_name, **values))
+            except StoreError as exc:
+                return "error", exc.public
+
+    return asyncio.run(run())
+
+
+def _members(data: bytes) -> list[tuple[str, int]]:
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return sorted((m.name, m.size) for m in tar.getmembers() if m.name.startswith("mail/"))
+
+
+def _restored(answer: tuple[str, Any]) -> tuple[str, Any]:
+    """A restore report without what differs by nature: the account, the time taken."""
+    kind, report = answer
+    if kind != "ok":
+        return answer
+    rebuilt = report["reconstruct"]
+    return kind, (
+        report["messages"],
+        rebuilt["applied"],
+        rebuilt["mailboxes"],
+        rebuilt["messages"],
+        rebuilt["octets"],
+        len(rebuilt["discrepancies"]),
+    )
+
+
+def test_export_and_restore_give_the_same_answer_on_every_face(
+    filled: Site, tmp_path: Any
+) -> None:
+    from pathlib import Path
+
+    tmp = Path(tmp_path)
+    boss, carol = filled.as_boss, filled.carol.name
+    for n in range(3):
+        delivered = filled.server.admin.deliver(
+            carol, f"Subject: {n}\r\n\r\nbody {n}\r\n".encode()
+        )
+        assert delivered
+    # export: the summary, and the same messages in each archive
+    cli = _cli_json(filled, "account", "export", carol, "--output", str(tmp / "cli.tar"))
+    python = _python("account export", filled, name=carol, output=str(tmp / "py.tar"))
+    reply = boss.get(f"/accounts/{carol}/export")
+    assert reply.status == 200, reply
+    rest = ("ok", json.loads(reply.headers["X-Msgstore-Result"]))
+    assert cli[0] == python[0] == "ok", (cli, python)
+    for answer in (cli, python, rest):
+        answer[1].pop("archive_octets")  # the archive's own size: its index copy may differ
+    assert cli == python == rest
+    assert cli[1]["messages"] >= 3
+    archives = [(tmp / "cli.tar").read_bytes(), (tmp / "py.tar").read_bytes(), reply.body]
+    assert _members(archives[0]) == _members(archives[1]) == _members(archives[2])
+    # restore: the same archive into three empty accounts
+    targets = []
+    for face in ("cli", "rest", "python"):
+        name = f"restored-{face}"
+        made = boss.call("POST", "/accounts", body={"name": name, "password": "Pw-faces-1"})
+        assert made.status == 200, made
+        targets.append(name)
+    cli = _cli_json(filled, "account", "restore", targets[0], "--input", str(tmp / "cli.tar"))
+    reply = boss.call(
+        "POST",
+        f"/accounts/{targets[1]}/restore",
+        raw_body=archives[0],
+        headers={"Content-Type": "application/x-tar"},
+    )
+    rest = ("ok", reply.json()) if reply.status == 200 else ("error", reply.json()["message"])
+    python = _python("account restore", filled, name=targets[2], input=str(tmp / "cli.tar"))
+    assert _restored(cli) == _restored(rest) == _restored(python), (cli, rest, python)
+    assert cli[0] == "ok"
+    # and the same refusal when the account already holds mail
+    again = [
+        _cli_json(filled, "account", "restore", targets[0], "--input", str(tmp / "cli.tar")),
+        _python("account restore", filled, name=targets[0], input=str(tmp / "cli.tar")),
+    ]
+    reply = boss.call(
+        "POST",
+        f"/accounts/{targets[0]}/restore",
+        raw_body=archives[0],
+        headers={"Content-Type": "application/x-tar"},
+    )
+    again.append(("error", reply.json()["message"]))
+    assert again[0] == again[1] == again[2], again
+    assert again[0][0] == "error"

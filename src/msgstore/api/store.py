@@ -29,12 +29,16 @@ from msgstore.management.acl import AclEntry
 from msgstore.management.audit import AuditEntry
 from msgstore.management.backup import RestoreReport
 from msgstore.management.mailboxes import MailboxReport, MailboxStatusReport
+from msgstore.management.migration import MigrationReport
 from msgstore.management.operation import (
     Actor,
     Limit,
     ManagementContext,
+    Operation,
     OperationSpec,
     Secret,
+    about,
+    name_fields,
     run_operation,
 )
 from msgstore.management.public import PublicFolder
@@ -75,6 +79,13 @@ def _coerce(spec: OperationSpec, name: str, value: object) -> object:
     raise StoreError(ErrorKind.PARAMS, f"{spec.name}: {name} has the wrong type")
 
 
+async def _migrator(op: Operation, ctx: ManagementContext) -> object:
+    """The migration engine (``ManagementContext.migrator``), imported when a run starts."""
+    from msgstore.migrate.service import run_migration
+
+    return await run_migration(op, ctx)
+
+
 class Store:
     """An open store to manage. Use ``async with Store.open(path) as store:``."""
 
@@ -88,6 +99,7 @@ class Store:
         self.public = Public(self)
         self.stats = Stats(self)
         self.audit = Audit(self)
+        self.migrate = Migrate(self)
 
     @classmethod
     @asynccontextmanager
@@ -120,6 +132,7 @@ class Store:
                     hash_password=hash_password,
                     actor=Actor.os_admin(origin),
                     sessions=ControlDirectory.for_config(config),
+                    migrator=_migrator,
                 )
             )
         finally:
@@ -149,16 +162,30 @@ class Store:
         return Store(dataclasses.replace(self._ctx, actor=actor))
 
     def with_progress(self, progress: Callable[[str, int, int], None] | None) -> Store:
-        """The same store reporting (what, done, total) of export and restore to ``progress``."""
+        """The same store reporting (what, done, total) of export, restore and migration
+        runs to ``progress``."""
         return Store(dataclasses.replace(self._ctx, progress=progress))
+
+    def with_time_limit(self, seconds: float | None) -> Store:
+        """The same store stopping a migration run (with TEMP) after ``seconds``."""
+        return Store(dataclasses.replace(self._ctx, time_limit=seconds))
 
     async def run(self, operation: str, /, **params: object) -> Any:
         """Run any registered operation by name (``"forward add"``, ``"queue list"`` ...)."""
         spec = load_operations().get(operation)
         if spec is None:
             raise StoreError(ErrorKind.PARAMS, f"No such operation {operation!r}")
-        values = {k: _coerce(spec, k, v) for k, v in params.items() if v is not None}
-        op = spec.build(values)
+        values: dict[str, object] = {}
+        for name, value in params.items():
+            if value is None:
+                continue
+            with about(name):  # a refused value names its parameter (ParamError.fields)
+                values[name] = _coerce(spec, name, value)
+        try:
+            op = spec.build(values)
+        except StoreError as exc:
+            name_fields(exc, spec, values)
+            raise
         return await run_operation(op, self._ctx)
 
 
@@ -388,6 +415,33 @@ class Public(_Noun):
         return await self._run(QuotaReport, "public quota set", storage=storage, messages=messages)
 
 
+class Migrate(_Noun):
+    """``migrate mbox | maildir | imap | pop``: bring mail in (docs/migration.md). Options
+    are the operations' fields (``create=True``, ``dry_run=True``, ``passwd_file=...``,
+    ``forward_to=...``, ...); the result is the run's report, ``failed`` if anything could not
+    be migrated (running again resumes)."""
+
+    async def mbox(self, path: str | Path = "", **options: object) -> MigrationReport:
+        return await self._run(MigrationReport, "migrate mbox", path=str(path), **options)
+
+    async def maildir(self, path: str | Path, account: str, **options: object) -> MigrationReport:
+        return await self._run(
+            MigrationReport, "migrate maildir", path=str(path), account=account, **options
+        )
+
+    async def imap(
+        self, host: str, user: str, password: str | Secret, **options: object
+    ) -> MigrationReport:
+        return await self._run(
+            MigrationReport, "migrate imap", host=host, user=user, password=password, **options
+        )
+
+    async def pop(self, *accounts: str, all: bool = False, **options: object) -> MigrationReport:
+        return await self._run(
+            MigrationReport, "migrate pop", accounts=",".join(accounts) or None, all=all, **options
+        )
+
+
 class Stats(_Noun):
     """``stats show``."""
 
@@ -455,6 +509,10 @@ METHODS: dict[str, str] = {
     "public quota set": "public.quota_set",
     "stats show": "stats.show",
     "audit list": "audit.list",
+    "migrate mbox": "migrate.mbox",
+    "migrate maildir": "migrate.maildir",
+    "migrate imap": "migrate.imap",
+    "migrate pop": "migrate.pop",
 }
 
 

@@ -4,9 +4,11 @@
 needs (versioned migrations, safe while servers run: an advisory lock serialises upgrades).
 Servers refuse to start on an older schema and say to run it.
 
-``store copy --to postgres`` copies the configured (local) store into PostgreSQL with UIDs,
-UIDVALIDITY, flags, modseqs, internal dates and UIDLs kept, with a progress bar; it is
-resumable (messages already copied are skipped). See docs/storage-postgres.md.
+``store copy --to postgres|local`` copies the configured store into the other backend with
+everything clients and administrators see kept (UIDs, UIDVALIDITY, modseqs, flags, keywords,
+internal dates, UIDLs, ACLs, quotas, forwards, the relay queue, API tokens, the audit log),
+with a progress bar; it is resumable (run it again after an interruption). The copy itself is
+``storage.storecopy``. See docs/storage-postgres.md.
 """
 
 from __future__ import annotations
@@ -68,9 +70,10 @@ def store() -> None:
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar (for scripts).")
 def copy(target: str, dsn: str | None, to_data: Path | None, no_progress: bool) -> None:
-    """Copy every account with its mailboxes, messages, subscriptions, ACLs and quota limits,
-    keeping UIDs, UIDVALIDITY, flags, internal dates and UIDLs (and, into postgres, modseqs
-    and ids). Resumable: run it again after an interruption."""
+    """Copy the whole store: every account with its mailboxes and messages (UIDs,
+    UIDVALIDITY, modseqs, flags, keywords, internal dates, UIDLs), subscriptions, ACLs, quota
+    limits, last logins, and the forwarding entries, relay queue, API tokens and audit log.
+    Web sessions are not copied. Resumable: run it again after an interruption."""
     config = load(cli_context())
     if config.storage.backend == target:
         fail(f"the configured store already is {target}; configure the source store", EX_USAGE)

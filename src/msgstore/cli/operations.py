@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Final
 
 import click
@@ -87,6 +87,7 @@ COMMANDS: Final[dict[tuple[str, ...], str]] = {
     ("forward", "del"): "forward delete",
     ("forward", "list"): "forward list",
     ("forward", "show"): "forward show",
+    ("forward", "account"): "forward account show",
     ("queue", "list"): "queue list",
     ("queue", "show"): "queue show",
     ("queue", "flush"): "queue flush",
@@ -98,7 +99,15 @@ COMMANDS: Final[dict[tuple[str, ...], str]] = {
     ("session", "list"): "session list",
     ("session", "kill"): "session kill",
     ("stats", "live"): "stats live",
+    # built by cli/migrate.py (face-only options: --quiet, --password-file):
+    ("migrate", "mbox"): "migrate mbox",
+    ("migrate", "maildir"): "migrate maildir",
+    ("migrate", "imap"): "migrate imap",
+    ("migrate", "pop"): "migrate pop",
 }
+#: Commands another module builds from the operation (with face-only extras); register()
+#: leaves them to it.
+BUILT_ELSEWHERE: Final = frozenset({"migrate"})
 #: Other spellings accepted but not listed in --help.
 ALIASES: Final[dict[tuple[str, ...], str]] = {
     ("account", "delete"): "account delete",
@@ -189,43 +198,73 @@ def read_secret(what: str, from_stdin: bool, option: str) -> Secret:
     fail(f"no {what} given: write it on standard input and pass {option}", EX_USAGE)
 
 
+def collect(
+    spec: OperationSpec, raw: dict[str, object], *, secrets: Mapping[str, Secret] | None = None
+) -> tuple[dict[str, object], dict[str, object]]:
+    """(parsed values, values as typed) from a command's click arguments; ``raw`` loses the
+    operation's fields. A Secret comes from ``secrets`` if there, else standard input."""
+    values: dict[str, object] = {}
+    given: dict[str, object] = {}  # as typed: what remote mode sends
+    for p in spec.params:
+        if p.type is Secret:
+            from_stdin = bool(raw.pop(_secret_option(p)))
+            if secrets and p.name in secrets:
+                values[p.name] = given[p.name] = secrets[p.name]
+                continue
+            option = f"--{_dash(p.name)}-stdin"
+            values[p.name] = given[p.name] = read_secret(
+                p.name.replace("_", " "), from_stdin, option
+            )
+            continue
+        value = raw.pop(p.name)
+        if value is None:
+            continue
+        given[p.name] = value
+        values[p.name] = value if p.type is bool else p.parse(str(value))
+    return values, given
+
+
+def execute(
+    spec: OperationSpec,
+    op: Operation,
+    given: Mapping[str, object],
+    password: str | None,
+    *,
+    bars: bool = True,
+) -> object:
+    """Run ``op`` on the data directory, or (``password`` given: remote mode) on the server;
+    progress bars on a terminal for the operations that report progress, unless ``bars`` is
+    False."""
+    if password is not None:
+        from msgstore.cli import remote
+
+        return remote.call(cli_context(), spec, given, password)
+    return _run_locally(op, bars=bars and (spec.name in SHOWS_PROGRESS or spec.long))
+
+
+def remote_password() -> str | None:
+    """The remote account's password in remote mode (read before any secret), else None."""
+    cli = cli_context()
+    if cli.url is None:
+        return None
+    from msgstore.cli import remote
+
+    return remote.password_of(cli)  # the first line of stdin, before any secret
+
+
 def _callback(spec: OperationSpec) -> Callable[..., None]:
     def run(**raw: object) -> None:
         as_json = bool(raw.pop("as_json", False))
         yes = bool(raw.pop("yes", False))
-        cli = cli_context()
-        password: str | None = None
-        if cli.url is not None:
-            from msgstore.cli import remote
-
-            password = remote.password_of(cli)  # the first line of stdin, before any secret
-        values: dict[str, object] = {}
-        given: dict[str, object] = {}  # as typed: what remote mode sends
-        for p in spec.params:
-            if p.type is Secret:
-                option = f"--{_dash(p.name)}-stdin"
-                values[p.name] = given[p.name] = read_secret(
-                    p.name.replace("_", " "), bool(raw.pop(_secret_option(p))), option
-                )
-                continue
-            value = raw.pop(p.name)
-            if value is None:
-                continue
-            given[p.name] = value
-            values[p.name] = value if p.type is bool else p.parse(str(value))
+        password = remote_password()
+        values, given = collect(spec, raw)
         op = spec.build(values)  # the same PARAMS errors locally and remotely
         if spec.confirm and not yes:
             what = " ".join(str(values[p.name]) for p in spec.params if p.positional)
             if not sys.stdin.isatty():
                 fail(f"'{spec.name} {what}' destroys data: pass --yes to confirm", EX_USAGE)
             click.confirm(f"{spec.name} {what}: this cannot be undone. Continue?", abort=True)
-        result: object
-        if password is not None:
-            from msgstore.cli import remote
-
-            result = remote.call(cli, spec, given, password)
-        else:
-            result = _run_locally(op, bars=spec.name in SHOWS_PROGRESS)
+        result = execute(spec, op, given, password)
         if spec.result is not type(None):
             print_result(result, as_json=as_json)
 
@@ -241,9 +280,17 @@ def _run_locally(op: Operation, *, bars: bool) -> object:
     with progress_bars(enabled=bars) as progress:
 
         async def work(ctx: ManagementContext) -> object:
-            return await run_operation(op, dataclasses.replace(ctx, progress=progress))
+            ctx = dataclasses.replace(ctx, progress=progress, migrator=_migrator)
+            return await run_operation(op, ctx)
 
         return run_with_store(cli_context(), work)
+
+
+async def _migrator(op: Operation, ctx: ManagementContext) -> object:
+    """The migration engine, imported only when a migration runs."""
+    from msgstore.migrate.service import run_migration
+
+    return await run_migration(op, ctx)
 
 
 @contextlib.contextmanager
@@ -266,9 +313,10 @@ def progress_bars(*, enabled: bool = True) -> Iterator[Callable[[str, int, int],
     tasks: dict[str, TaskID] = {}
 
     def update(what: str, done: int, total: int) -> None:
+        """``total`` 0: not known (an open-ended bar) until the task is done."""
         if what not in tasks:
-            tasks[what] = bars.add_task(what, total=total)
-        bars.update(tasks[what], completed=done, total=total)
+            tasks[what] = bars.add_task(what, total=total or None)
+        bars.update(tasks[what], completed=done, total=total or None)
 
     with bars:
         yield update
@@ -293,6 +341,8 @@ def register(root: click.Group) -> None:
     groups: dict[tuple[str, ...], click.Group] = {}
     for table, hidden in ((COMMANDS, False), (ALIASES, True)):
         for path, op_name in table.items():
+            if path[0] in BUILT_ELSEWHERE:
+                continue
             *parents, leaf = path
             parent = root
             for depth in range(1, len(parents) + 1):

@@ -17,13 +17,16 @@ store (``SSL_CERT_FILE`` points it elsewhere).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import sys
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Final
 
 import click
@@ -32,7 +35,7 @@ from msgstore.cli.context import CliContext
 from msgstore.cli.errors import EX_USAGE, fail
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.management.jsonable import JsonValue
-from msgstore.management.operation import OperationSpec, Secret
+from msgstore.management.operation import OperationSpec, Param, Secret
 
 API_PREFIX: Final = "/api/v1"
 TIMEOUT_S: Final = 300.0
@@ -86,7 +89,8 @@ def build_request(
             f"'{spec.name}' is not offered over the REST API: run it on the server's machine",
         )
     method, template = spec.http
-    rest = dict(given)
+    stream = next((p for p in spec.params if p.stream is not None), None)
+    rest = {k: v for k, v in given.items() if stream is None or k != stream.name}
     parts = []
     for part in template.split("/"):
         if part.startswith("{") and part.endswith("}"):
@@ -99,7 +103,7 @@ def build_request(
             parts.append(part)
     url = base_url.rstrip("/") + API_PREFIX + "/".join(parts)
     body: bytes | None = None
-    if method in ("GET", "DELETE"):
+    if method in ("GET", "DELETE") or stream is not None:  # a stream is the body
         query = []
         for name, value in rest.items():
             wire = wire_value(value)
@@ -121,6 +125,9 @@ def call(
     method, url, body = build_request(spec, given, cli.url)
     token = base64.b64encode(f"{cli.user}:{password}".encode()).decode("ascii")
     headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
+    stream = next((p for p in spec.params if p.stream is not None), None)
+    if stream is not None:
+        return _call_streaming(cli, method, url, headers, stream, str(given[stream.name]))
     if body is not None:
         headers["Content-Type"] = "application/json"
     request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310
@@ -154,3 +161,84 @@ def _error(status: int, payload: bytes) -> StoreError:
         if isinstance(fields, dict) and fields:
             message += " (" + "; ".join(f"{k}: {v}" for k, v in fields.items()) + ")"
     return StoreError(kind, message)
+
+
+#: The header of a streamed response that carries the operation's JSON result
+#: (web/api/streams.py).
+RESULT_HEADER: Final = "X-Msgstore-Result"
+_CHUNK: Final = 256 * 1024
+
+
+def _call_streaming(
+    cli: CliContext,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    stream: Param,
+    local: str,
+) -> JsonValue:
+    """An operation whose file travels as the body: ``stream="in"`` sends the local file
+    ``local`` as the request body; ``stream="out"`` writes the response body to ``local``
+    (under a temporary name, renamed when complete) and returns the result from
+    :data:`RESULT_HEADER`."""
+    path = Path(local)
+    try:
+        if stream.stream == "in":
+            return _upload(method, url, headers, stream, path)
+        return _download(method, url, headers, path)
+    except urllib.error.HTTPError as exc:
+        raise _error(exc.code, exc.read()) from None
+    except urllib.error.URLError as exc:
+        raise StoreError(ErrorKind.UNAVAILABLE, f"cannot reach {cli.url}: {exc.reason}") from None
+    except (OSError, ValueError) as exc:
+        raise StoreError(ErrorKind.UNAVAILABLE, f"{cli.url}: {exc}") from None
+
+
+def _upload(
+    method: str, url: str, headers: dict[str, str], stream: Param, path: Path
+) -> JsonValue:
+    try:
+        source = path.open("rb")
+    except FileNotFoundError:
+        raise StoreError(ErrorKind.NOT_FOUND, f"No such file: {path}") from None
+    except OSError as exc:
+        raise StoreError(ErrorKind.PARAMS, f"Cannot read {path}: {exc.strerror}") from None
+    with source:
+        size = os.fstat(source.fileno()).st_size
+        sent = dict(headers, **{"Content-Type": stream.media_type, "Content-Length": str(size)})
+        request = urllib.request.Request(url, data=source, method=method, headers=sent)  # noqa: S310
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
+            data = response.read()
+    if not data:
+        return None
+    result: JsonValue = json.loads(data)
+    return result
+
+
+def _download(method: str, url: str, headers: dict[str, str], path: Path) -> JsonValue:
+    destination = Path(os.path.abspath(path))
+    if not destination.parent.is_dir():
+        raise StoreError(ErrorKind.PARAMS, f"No such directory: {destination.parent}")
+    if destination.is_dir():
+        raise StoreError(ErrorKind.PARAMS, f"{destination} is a directory")
+    request = urllib.request.Request(url, method=method, headers=headers)  # noqa: S310
+    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
+        fd, partial = tempfile.mkstemp(
+            prefix=f".{destination.name}.", suffix=".part", dir=destination.parent
+        )
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, destination)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise
+        header = response.headers.get(RESULT_HEADER)
+    if not header:
+        return None
+    result: JsonValue = json.loads(header)
+    return result

@@ -17,6 +17,8 @@ imported (:func:`load_operations`).
     stats.py       stats show (store totals)
     audit.py       audit list (run_operation writes the records)
     backup.py      account reconstruct | export | restore (backend capabilities)
+    migration.py   migrate mbox | maildir | imap | pop (the engine, msgstore.migrate, is
+                   passed in as ManagementContext.migrator)
     tokens.py      token create | list | revoke (REST API bearer tokens)
     sessions.py    session list | kill (live sessions of the running server)
     stats_live.py  stats live (per-minute events of the last hour)
@@ -49,6 +51,7 @@ def load_operations() -> dict[str, OperationSpec]:
         backup,
         forwarding,
         mailboxes,
+        migration,
         public,
         queue,
         quotas,

@@ -8,6 +8,7 @@ compares them case-insensitively. A new ``imap`` account gets INBOX plus the mai
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import fnmatch
 import unicodedata
@@ -24,13 +25,15 @@ from msgstore.management.operation import (
     Access,
     Limit,
     ManagementContext,
+    ParamError,
     Secret,
+    about,
     octets_to_kib,
     operation,
     param,
 )
 from msgstore.management.passwords import enforce_policy, generate_password
-from msgstore.storage.base import Backend, NewAccount
+from msgstore.storage.base import AccountQuery, Backend, NewAccount
 
 MAX_ACCOUNT_OCTETS: Final = 255
 #: ACL identifiers (RFC 4314 §3) and the anonymous login: never account names.
@@ -50,23 +53,24 @@ def account_name(raw: str) -> str:
     a subset of these rules again; this is the full set every face applies.
     """
     if not raw:
-        raise StoreError(ErrorKind.PARAMS, "Account name is empty")
+        raise ParamError("Account name is empty", value=raw)
     if any(0xD800 <= ord(c) <= 0xDFFF for c in raw):
-        raise StoreError(ErrorKind.PARAMS, "Account name is not valid UTF-8")
+        raise ParamError("Account name is not valid UTF-8", value=raw)
     if len(raw.encode("utf-8")) > MAX_ACCOUNT_OCTETS:
-        raise StoreError(
-            ErrorKind.PARAMS, f"Account name is longer than {MAX_ACCOUNT_OCTETS} octets"
+        raise ParamError(
+            f"Account name is longer than {MAX_ACCOUNT_OCTETS} octets",
+            value=raw,
         )
     if any(c.isspace() or unicodedata.category(c) == "Cc" for c in raw):
-        raise StoreError(ErrorKind.PARAMS, "Account name contains a space or control character")
+        raise ParamError("Account name contains a space or control character", value=raw)
     if "/" in raw or "\\" in raw:
-        raise StoreError(ErrorKind.PARAMS, "Account name contains '/' or '\\'")
+        raise ParamError("Account name contains '/' or '\\'", value=raw)
     if raw in (".", ".."):
-        raise StoreError(ErrorKind.PARAMS, f"{raw!r} is not an account name")
+        raise ParamError(f"{raw!r} is not an account name", value=raw)
     if raw[0] in ".#-":
-        raise StoreError(ErrorKind.PARAMS, "Account name may not start with '.', '#' or '-'")
+        raise ParamError("Account name may not start with '.', '#' or '-'", value=raw)
     if raw.casefold() in RESERVED_ACCOUNT_NAMES:
-        raise StoreError(ErrorKind.PARAMS, f"Account name {raw!r} is reserved")
+        raise ParamError(f"Account name {raw!r} is reserved", value=raw)
     return raw
 
 
@@ -74,13 +78,13 @@ def check_password(secret: Secret) -> None:
     """Refuse passwords no login can carry: empty, not UTF-8, NUL/CR/LF, over 1024 octets."""
     value = secret.reveal()
     if not value:
-        raise StoreError(ErrorKind.PARAMS, "Password is empty")
+        raise ParamError("Password is empty", value=secret)
     if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
-        raise StoreError(ErrorKind.PARAMS, "Password is not valid UTF-8")
+        raise ParamError("Password is not valid UTF-8", value=secret)
     if any(c in value for c in "\0\r\n"):
-        raise StoreError(ErrorKind.PARAMS, "Password contains NUL, CR or LF")
+        raise ParamError("Password contains NUL, CR or LF", value=secret)
     if len(value.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_OCTETS:
-        raise StoreError(ErrorKind.PARAMS, f"Password is longer than {MAX_PASSWORD_OCTETS} octets")
+        raise ParamError(f"Password is longer than {MAX_PASSWORD_OCTETS} octets", value=secret)
 
 
 async def find_account(backend: Backend, name: str) -> AccountInfo:
@@ -90,6 +94,8 @@ async def find_account(backend: Backend, name: str) -> AccountInfo:
     except StoreError as exc:
         if exc.kind is ErrorKind.NOT_FOUND:
             raise StoreError(ErrorKind.NOT_FOUND, f"No such account {name!r}") from exc
+        if exc.kind is ErrorKind.PARAMS and not isinstance(exc, ParamError):
+            raise ParamError(exc.public, value=name, detail=exc.detail) from exc
         raise
 
 
@@ -181,7 +187,8 @@ class AccountAdd:
         check_password(self.password)
 
     async def run(self, ctx: ManagementContext) -> AccountInfo:
-        enforce_policy(ctx.config, ctx.actor, self.name, self.password)
+        with about("password"):
+            enforce_policy(ctx.config, ctx.actor, self.name, self.password)
         quota = self.quota or Limit(ctx.config.store.default_quota or None)
         messages = self.messages or Limit(ctx.config.store.default_message_limit or None)
         try:
@@ -274,9 +281,75 @@ class AccountList:
         )
 
     async def run(self, ctx: ManagementContext) -> list[AccountInfo]:
-        found = [a for a in await ctx.backend.list_accounts() if self.wanted(a)]
-        end = self.offset + self.limit if self.limit else None
-        return found[self.offset : end]
+        """The backend filters and pages (SQL); a glob is tested here, on keyset batches
+        the backend has narrowed to names holding the glob's longest literal part."""
+        query = AccountQuery(
+            kind=self.kind,
+            manager=self.manager,
+            login_disabled=self.login_disabled,
+            receive_disabled=self.receive_disabled,
+        )
+        folded = self.match.casefold()
+        if not _is_glob(folded):
+            return await ctx.backend.list_accounts(
+                dataclasses.replace(
+                    query, contains=folded, limit=self.limit or None, offset=self.offset
+                )
+            )
+        test = _match(self.match)
+        query = dataclasses.replace(query, contains=_longest_literal(folded), limit=LIST_BATCH)
+        skip, found = self.offset, []
+        while True:
+            batch = await ctx.backend.list_accounts(query)
+            for info in batch:
+                if not test(info.name):
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                found.append(info)
+                if self.limit and len(found) >= self.limit:
+                    return found
+            if len(batch) < LIST_BATCH:
+                return found
+            query = dataclasses.replace(query, after=(batch[-1].name.casefold(), batch[-1].id))
+
+
+#: Accounts fetched per batch when ``account list --match`` is a glob.
+LIST_BATCH: Final = 500
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def _longest_literal(glob: str) -> str:
+    """The longest run of ordinary characters of an fnmatch glob (outside ``[...]``): every
+    matching name contains it."""
+    runs, current, i = [], "", 0
+    while i < len(glob):
+        c = glob[i]
+        if c in "*?":
+            runs.append(current)
+            current = ""
+        elif c == "[":
+            j = i + 1  # as fnmatch reads a set: "[]...]" and "[!]...]" hold the first "]"
+            if j < len(glob) and glob[j] == "!":
+                j += 1
+            if j < len(glob) and glob[j] == "]":
+                j += 1
+            end = glob.find("]", j)
+            if end < 0:  # fnmatch takes an unclosed [ literally
+                current += c
+            else:
+                runs.append(current)
+                current = ""
+                i = end
+        else:
+            current += c
+        i += 1
+    runs.append(current)
+    return max(runs, key=len)
 
 
 @operation("account search", http=("GET", "/search/accounts"))
@@ -443,7 +516,8 @@ class PasswordSet:
 
     async def run(self, ctx: ManagementContext) -> None:
         account = await find_account(ctx.backend, self.name)
-        enforce_policy(ctx.config, ctx.actor, account.name, self.password)
+        with about("password"):
+            enforce_policy(ctx.config, ctx.actor, account.name, self.password)
         password_hash = await asyncio.to_thread(ctx.hash_password, self.password.reveal())
         await ctx.backend.set_password_hash(account.name, password_hash)
 

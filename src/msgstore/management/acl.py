@@ -19,7 +19,7 @@ from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.core.ids import AccountId
 from msgstore.core.names import MailboxName, mailbox_name
 from msgstore.management.accounts import find_account
-from msgstore.management.operation import ManagementContext, operation, param
+from msgstore.management.operation import ManagementContext, ParamError, operation, param
 from msgstore.storage.base import Backend
 
 
@@ -49,15 +49,15 @@ async def check_identifier(backend: Backend, identifier: str) -> str:
     if base in (ANYONE, AUTHENTICATED):
         return identifier
     if base.startswith("#"):
-        raise StoreError(ErrorKind.PARAMS, f"Unknown ACL identifier {identifier!r}")
+        raise ParamError(f"Unknown ACL identifier {identifier!r}", value=identifier)
     try:
         account = await backend.get_account(base)
     except StoreError as exc:
         if exc.kind is ErrorKind.NOT_FOUND:
-            raise StoreError(
-                ErrorKind.PARAMS,
+            raise ParamError(
                 f"Unknown ACL identifier {identifier!r}: not an account, 'anyone' or "
                 "'authenticated'",
+                value=identifier,
             ) from exc
         raise
     return ("-" if identifier.startswith("-") else "") + account.name

@@ -3,9 +3,11 @@
 These are backend capabilities (``SupportsReconstruct``, ``SupportsBackup`` in
 storage/base.py); on a backend without one the operation fails with NOT_POSSIBLE.
 
-Export and restore read and write a file on the machine that runs the operation, so they are
-offered to the CLI and the Python API only (``http=None``): a tar stream does not fit the
-JSON contract of the REST API, and a path on the server is not the caller's.
+Export and restore read and write a file on the machine that runs the operation. Their file
+fields are *streams* (``param(stream=...)``): over REST the archive itself is the response
+body of ``GET /accounts/{name}/export`` and the request body of ``POST
+/accounts/{name}/restore``; the server spools it to a temporary file under ``[store]
+data_dir/tmp``, so an archive is never held in memory (web/api/streams.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from msgstore.storage.base import (
     SupportsBackup,
     SupportsReconstruct,
 )
+
+#: The media type of an account archive.
+TAR = "application/x-tar"
 
 
 def _reconstructor(ctx: ManagementContext) -> SupportsReconstruct:
@@ -87,7 +92,7 @@ class AccountReconstruct:
         )
 
 
-@operation("account export", http=None)
+@operation("account export", http=("GET", "/accounts/{name}/export"))
 @dataclass(frozen=True, slots=True)
 class AccountExport:
     """Write one account's mailboxes, messages, flags and ACLs to a tar archive.
@@ -97,7 +102,15 @@ class AccountExport:
     """
 
     name: str = field(metadata=param("Account name.", positional=True))
-    output: str = field(metadata=param("The tar file to write.", parse=_path, metavar="FILE"))
+    output: str = field(
+        metadata=param(
+            "The tar file to write.",
+            parse=_path,
+            metavar="FILE",
+            stream="out",
+            media_type=TAR,
+        )
+    )
 
     async def run(self, ctx: ManagementContext) -> ExportSummary:
         backend = _backup(ctx)
@@ -116,7 +129,7 @@ class RestoreReport:
     reconstruct: ReconstructReport
 
 
-@operation("account restore", http=None)
+@operation("account restore", http=("POST", "/accounts/{name}/restore"))
 @dataclass(frozen=True, slots=True)
 class AccountRestore:
     """Load an archive written by ``account export`` into a new or empty account, then
@@ -129,7 +142,11 @@ class AccountRestore:
     name: str = field(
         metadata=param("Account name (must exist and hold no mail).", positional=True)
     )
-    input: str = field(metadata=param("The tar file to read.", parse=_path, metavar="FILE"))
+    input: str = field(
+        metadata=param(
+            "The tar file to read.", parse=_path, metavar="FILE", stream="in", media_type=TAR
+        )
+    )
     keep_uidvalidity: bool = field(
         default=False,
         metadata=param(

@@ -1,4 +1,6 @@
-"""Forwarding operations: ``forward add | del | list | show`` (issue #4, docs/delivery.md).
+"""Forwarding operations: ``forward add | delete | list | show`` (issue #4, docs/delivery.md),
+and ``forward account show``: the entries of one account's own addresses, which the account
+itself may read (``Access.SELF``; the usage page shows it, issue #7).
 
 An address -- an account's or a fictitious one -- maps to destinations: accounts,
 ``public:NAME`` (the public folder "Public/NAME"), other forwarding addresses, external
@@ -20,7 +22,8 @@ from dataclasses import dataclass, field
 
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.core.names import mailbox_name
-from msgstore.management.operation import ManagementContext, operation, param
+from msgstore.management.accounts import find_account
+from msgstore.management.operation import Access, ManagementContext, operation, param
 from msgstore.storage import forwarding
 from msgstore.storage.base import Backend, ForwardEntry
 
@@ -189,3 +192,52 @@ class ForwardShow:
 
     async def run(self, ctx: ManagementContext) -> ForwardReport:
         return ForwardReport.of(await ctx.backend.get_forward(self.address.strip()))
+
+
+def _own_address(address: str, name: str, is_local: forwarding.IsLocalDomain) -> str | None:
+    """The local part of ``address`` if it is one of the addresses of the account ``name``
+    (``name``, ``name+tag``, bare or in a local domain); None otherwise. ``name+tag`` is
+    returned as is: the caller checks it is no other account's name."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        local = address
+    elif not is_local(domain):
+        return None
+    folded, own = local.casefold(), name.casefold()
+    if folded == own or folded.startswith(own + "+"):
+        return local
+    return None
+
+
+@operation(
+    "forward account show",
+    access=Access.SELF,
+    http=("GET", "/accounts/{user}/forwards"),
+)
+@dataclass(frozen=True, slots=True)
+class ForwardAccountShow:
+    """Show the forwarding entries of an account's own addresses (read-only).
+
+    Its addresses are its name, NAME@DOMAIN in the local domains ([delivery] domains; every
+    domain when that is empty), and the plus-forms NAME+TAG of both (an entry for a
+    plus-form catches that address before plus-addressing would). An account may see its
+    own; an empty list: its mail is not forwarded.
+    """
+
+    user: str = field(metadata=param("Account name.", positional=True))
+
+    async def run(self, ctx: ManagementContext) -> list[ForwardReport]:
+        account = await find_account(ctx.backend, self.user)
+        is_local = _local_domains(ctx)
+        found: list[ForwardReport] = []
+        for entry in await ctx.backend.list_forwards():
+            local = _own_address(entry.address, account.name, is_local)
+            if local is None:
+                continue
+            # ``bob+x`` is another account's address if an account has that very name.
+            if local.casefold() != account.name.casefold() and await _is_account(
+                ctx.backend, local, is_local
+            ):
+                continue
+            found.append(ForwardReport.of(entry))
+        return found

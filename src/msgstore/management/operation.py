@@ -42,9 +42,10 @@ import logging
 import os
 import types
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar, final
 
 from msgstore.core.accounts import AccountInfo
 from msgstore.core.errors import ErrorKind, StoreError
@@ -143,6 +144,70 @@ def parse_int(text: str, *, what: str = "number") -> int:
     return int(stripped)
 
 
+# --- errors that name the parameters they concern ---------------------------------------------
+
+_NO_VALUE: Final = object()
+
+
+class ParamError(StoreError):
+    """PARAMS about one or more parameters, so that a face can say which (REST: the ``fields``
+    of a 422).
+
+    Raise it with ``fields=`` when the check knows the parameter's name, or with ``value=``
+    (the refused value) when it does not -- a helper such as :func:`account_name` serves many
+    operations whose fields are named differently; :func:`run_operation` and the faces then
+    name every parameter of the operation holding that value (:func:`name_fields`).
+    """
+
+    def __init__(
+        self,
+        public: str,
+        *,
+        fields: typing.Iterable[str] = (),
+        value: object = _NO_VALUE,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(ErrorKind.PARAMS, public, detail=detail)
+        self.fields: dict[str, str] = dict.fromkeys(fields, public)
+        self.value = value
+
+
+@contextmanager
+def about(*names: str) -> Iterator[None]:
+    """Re-raise a PARAMS error from the block as a :class:`ParamError` naming ``names``
+    (unless it already names some)::
+
+        with about("identifier"):
+            identifier = await check_identifier(backend, self.identifier)
+    """
+    try:
+        yield
+    except ParamError as exc:
+        if not exc.fields:
+            exc.fields = dict.fromkeys(names, exc.public)
+        raise
+    except StoreError as exc:
+        if exc.kind is not ErrorKind.PARAMS:
+            raise
+        raise ParamError(exc.public, fields=names, detail=exc.detail) from exc
+
+
+def name_fields(exc: StoreError, spec: OperationSpec, values: Mapping[str, object]) -> None:
+    """Fill a :class:`ParamError`'s ``fields`` from the value it refused: every parameter in
+    ``values`` (the operation's values, or the parsed ones before it was built) holding it."""
+    if not isinstance(exc, ParamError) or exc.fields or exc.value is _NO_VALUE:
+        return
+    for p in spec.params:
+        if p.name in values and _same(values[p.name], exc.value):
+            exc.fields[p.name] = exc.public
+
+
+def _same(held: object, refused: object) -> bool:
+    if isinstance(held, Secret) or isinstance(refused, Secret):
+        return held == refused
+    return held is refused or str(held) == str(refused)
+
+
 # --- the context operations run in ------------------------------------------------------------
 
 
@@ -210,6 +275,13 @@ class ManagementContext:
     #: Called as long operations (export, restore) advance: (what, done, total). A face that
     #: shows progress bars passes one; None: nobody is watching.
     progress: Callable[[str, int, int], None] | None = None
+    #: Runs the migration operations (management/migration.py): the faces pass
+    #: ``msgstore.migrate.service.run_migration``, which sits above management. None: this
+    #: face cannot migrate (NOT_POSSIBLE).
+    migrator: Callable[[Operation, ManagementContext], Awaitable[object]] | None = None
+    #: Seconds a long operation (``long=True``: migration runs) may take before it stops with
+    #: TEMP; None: no limit. The REST API sets ``[web] api_migrate_timeout``.
+    time_limit: float | None = None
 
 
 # --- declaring operations ---------------------------------------------------------------------
@@ -239,6 +311,13 @@ class Param:
     switch: tuple[str, str] | None
     metavar: str | None
     choices: tuple[str, ...] | None  # the accepted text values of an enum parameter
+    #: A file parameter whose content travels instead of its name where the operation runs
+    #: elsewhere (REST): "out" -- the operation writes the file, the response body is its
+    #: content; "in" -- the operation reads it, the request body is its content. None: an
+    #: ordinary value.
+    stream: Literal["out", "in"] | None = None
+    #: The media type of a stream's content ("application/x-tar").
+    media_type: str = "application/octet-stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +343,9 @@ class OperationSpec:
     #: True if running it changes something (or copies data out): run_operation records it in
     #: the audit log. Reads are recorded only when refused (NO_PERM).
     mutates: bool = True
+    #: May run for minutes (migration runs): a face that waits for it (the REST API) bounds
+    #: it with ``ManagementContext.time_limit``.
+    long: bool = False
 
     def build(self, values: Mapping[str, object]) -> Operation:
         """Construct the operation from parsed values (missing ones take their defaults)."""
@@ -271,6 +353,9 @@ class OperationSpec:
         unknown = sorted(set(values) - known)
         if unknown:
             raise StoreError(ErrorKind.PARAMS, f"Unknown parameter {unknown[0]!r}")
+        missing = [p.name for p in self.params if p.required and p.name not in values]
+        if missing:
+            raise ParamError(f"{self.name}: {missing[0]} is required", fields=missing)
         return self.cls(**values)
 
 
@@ -288,14 +373,21 @@ def param(
     parse: Callable[[str], object] | None = None,
     switch: tuple[str, str] | None = None,
     metavar: str | None = None,
+    stream: Literal["out", "in"] | None = None,
+    media_type: str = "application/octet-stream",
 ) -> dict[str, object]:
-    """Field metadata describing a parameter; use as ``field(metadata=param(...))``."""
+    """Field metadata describing a parameter; use as ``field(metadata=param(...))``.
+
+    ``stream`` marks a file name whose content a remote face sends or receives instead
+    (:attr:`Param.stream`)."""
     spec = {
         "help": help,
         "positional": positional,
         "parse": parse,
         "switch": switch,
         "metavar": metavar,
+        "stream": stream,
+        "media_type": media_type,
     }
     return {_PARAM_KEY: spec}
 
@@ -308,6 +400,7 @@ def operation(
     self_field: str = "user",
     http: tuple[str, str] | None = None,
     mutates: bool | None = None,
+    long: bool = False,
 ) -> Callable[[type[_T]], type[_T]]:
     """Register a frozen dataclass as the operation ``name`` (e.g. ``"account add"``).
 
@@ -345,7 +438,11 @@ def operation(
             self_field=self_field,
             http=http,
             mutates=(name.split()[-1] not in READ_VERBS) if mutates is None else mutates,
+            long=long,
         )
+        streams = [p for p in params if p.stream is not None]
+        if len(streams) > 1 or any(p.type is not str or p.positional for p in streams):
+            raise TypeError(f"operation {name!r}: one stream field at most, a str option")
         if access is Access.SELF and self_field not in {p.name for p in params}:
             raise TypeError(f"operation {name!r}: Access.SELF needs a field {self_field!r}")
         if http is not None:
@@ -388,6 +485,7 @@ async def run_operation(op: Operation, ctx: ManagementContext) -> object:
         check_access(spec, op, ctx.actor)
         result = await op.run(ctx)
     except StoreError as exc:
+        name_fields(exc, spec, {p.name: getattr(op, p.name) for p in spec.params})
         if spec.mutates or exc.kind is ErrorKind.NO_PERM:
             await _audit(ctx, spec, op, exc.kind.name.lower(), exc.public)
         raise
@@ -496,6 +594,8 @@ def _param_of(op: str, f: dataclasses.Field[Any], annotation: object) -> Param:
         switch=meta["switch"],
         metavar=meta["metavar"],
         choices=choices,
+        stream=meta["stream"],
+        media_type=meta["media_type"],
     )
 
 

@@ -8,6 +8,7 @@ from msgstore.auth.passwords import hash_password
 from msgstore.auth.sasl import Authenticator
 from msgstore.config import Config
 from msgstore.management import ManagementContext
+from msgstore.management.operation import Operation
 from msgstore.net.control import ControlDirectory
 from msgstore.storage.base import Backend
 
@@ -29,4 +30,12 @@ class WebContext:
             config=self.config,
             hash_password=hash_password,
             sessions=ControlDirectory.for_config(self.config),
+            migrator=_migrator,
         )
+
+
+async def _migrator(op: Operation, ctx: ManagementContext) -> object:
+    """The migration engine (``ManagementContext.migrator``), imported when a run starts."""
+    from msgstore.migrate.service import run_migration
+
+    return await run_migration(op, ctx)

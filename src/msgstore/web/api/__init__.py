@@ -4,6 +4,7 @@
     routes.py     one route per operation, generated from the operation registry
     auth.py       HTTP Basic (store accounts) and bearer tokens; 401 before anything else
     errors.py     ErrorKind -> HTTP status, the error JSON
+    streams.py    export and restore: the archive as the response or request body
     docs.py       /api/v1/docs: the OpenAPI document as a script-free HTML page
     metrics.py    /metrics (mounted by web/app.py, not under /api/v1)
 
@@ -12,6 +13,7 @@ docs/rest.md is the manual (a test checks it lists every route).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from fastapi import FastAPI
@@ -49,6 +51,12 @@ def _location(loc: tuple[Any, ...]) -> str:
     """A validation error's field: ("body", "quota") -> "quota"; ("query", "x") -> "x"."""
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
+
+
+def _route_pattern(path: str) -> re.Pattern[str]:
+    """``/accounts/{name}/restore`` -> a pattern matching ``/accounts/bob/restore``."""
+    parts = ("[^/]+" if p.startswith("{") else re.escape(p) for p in path.split("/"))
+    return re.compile("/".join(parts))
 
 
 def build_api(ctx: WebContext) -> FastAPI:
@@ -116,7 +124,12 @@ def build_api(ctx: WebContext) -> FastAPI:
             page.append(docs.render(api.openapi(), PREFIX))
         return HTMLResponse(page[0], headers={"Content-Security-Policy": docs.CSP})
 
-    api.add_middleware(ApiAuth, ctx=ctx, public=PUBLIC_PATHS)
+    uploads = [
+        (spec.http[0].upper(), _route_pattern(spec.http[1]))
+        for spec in load_operations().values()
+        if spec.http is not None and any(p.stream == "in" for p in spec.params)
+    ]
+    api.add_middleware(ApiAuth, ctx=ctx, public=PUBLIC_PATHS, uploads=uploads)
     return api
 
 

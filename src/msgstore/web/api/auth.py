@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from starlette.requests import HTTPConnection
@@ -71,12 +72,27 @@ async def authenticate(
 
 class ApiAuth:
     """ASGI middleware of the API: authenticate every request except the public documents,
-    and refuse bodies over :data:`MAX_BODY_OCTETS`."""
+    and refuse bodies over :data:`MAX_BODY_OCTETS` -- or, on the upload routes (``uploads``:
+    ``(method, path pattern)``, e.g. ``account restore``'s archive), over ``[web]
+    api_max_restore_size``, a limit the route enforces itself while spooling the body."""
 
-    def __init__(self, app: ASGIApp, ctx: WebContext, public: frozenset[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        ctx: WebContext,
+        public: frozenset[str],
+        uploads: Sequence[tuple[str, re.Pattern[str]]] = (),
+    ) -> None:
         self.app = app
         self.ctx = ctx
         self.public = public
+        self.uploads = tuple(uploads)
+
+    def body_limit(self, method: str, route: str) -> int:
+        for wanted, pattern in self.uploads:
+            if method == wanted and pattern.fullmatch(route):
+                return max(MAX_BODY_OCTETS, self.ctx.config.web.api_max_restore_size)
+        return MAX_BODY_OCTETS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,8 +103,9 @@ class ApiAuth:
         if route in self.public:
             await self.app(scope, receive, send)
             return
+        limit = self.body_limit(scope.get("method", ""), route)
         length = conn.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_OCTETS):
+        if length is not None and (not length.isdigit() or int(length) > limit):
             too_big = error_response(413, "too_big", "Request body too large")
             await too_big(scope, receive, send)
             return
@@ -103,12 +120,12 @@ class ApiAuth:
             await unauthorized()(scope, receive, send)
             return
         scope.setdefault("state", {})[ACCOUNT_KEY] = account
-        await self.app(scope, _limited(receive), send)
+        await self.app(scope, _limited(receive, limit), send)
 
 
-def _limited(receive: Receive) -> Receive:
-    """``receive`` that fails a body larger than :data:`MAX_BODY_OCTETS` (chunked uploads
-    have no Content-Length to check up front)."""
+def _limited(receive: Receive, limit: int) -> Receive:
+    """``receive`` that fails a body larger than ``limit`` (chunked uploads have no
+    Content-Length to check up front)."""
     seen = 0
 
     async def limited() -> Message:
@@ -116,7 +133,7 @@ def _limited(receive: Receive) -> Receive:
         message = await receive()
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
-            if seen > MAX_BODY_OCTETS:
+            if seen > limit:
                 raise StoreError(ErrorKind.TOO_BIG, "Request body too large")
         return message
 

@@ -1,8 +1,11 @@
 """Errors as the REST API reports them: one status table and one JSON shape.
 
 Every error is ``{"error": "<ErrorKind name in lower case>", "message": "<public text>"}``
-with the status of :data:`HTTP_STATUS`; a 422 also carries ``"fields": {name: reason}`` (empty
-when the operation refused the combination of values rather than one of them). Internal
+with the status of :data:`HTTP_STATUS`; a 422 also carries ``"fields": {name: reason}``: the
+parameters a :class:`~msgstore.management.operation.ParamError` names (an operation's own
+checks: an unknown ACL identifier, a password the policy refuses, ...), or those whose value
+failed to parse; empty only when the operation refused the combination of values rather than
+one of them ("Nothing to change"). Internal
 errors say only ``Internal error [incident]``; the traceback goes to the log with the same id.
 """
 
@@ -18,6 +21,7 @@ from starlette.responses import JSONResponse
 
 from msgstore import metrics
 from msgstore.core.errors import ErrorKind, StoreError
+from msgstore.management.operation import ParamError
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,8 @@ def store_error_response(
         return internal_error(exc)
     if exc.detail:
         log.info("%s: %s", exc.public, exc.detail)
+    if fields is None and isinstance(exc, ParamError):
+        fields = exc.fields
     return error_response(status, exc.kind.name.lower(), exc.public, fields=fields)
 
 

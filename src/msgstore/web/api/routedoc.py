@@ -20,7 +20,7 @@ END: Final = "<!-- routes: end -->"
 def route_table() -> str:
     """The Markdown table of every route, from the operation registry."""
     from msgstore.management import load_operations
-    from msgstore.management.operation import Access
+    from msgstore.management.operation import Access, Param
 
     rows = [
         "| method | path | operation | who | parameters |",
@@ -34,12 +34,19 @@ def route_table() -> str:
             "manager" if spec.access is Access.MANAGER else f"manager or self ({spec.self_field})"
         )
         in_path = {p.strip("{}") for p in path.split("/") if p.startswith("{")}
-        where = "query" if method.upper() in ("GET", "DELETE") else "body"
-        params = ", ".join(
-            f"`{p.name}`"
-            + ("" if p.name in in_path else f" ({where}{'' if p.required else ', optional'})")
-            for p in spec.params
-        )
+        streamed = any(p.stream is not None for p in spec.params)
+        where = "query" if method.upper() in ("GET", "DELETE") or streamed else "body"
+
+        def describe(p: Param, in_path: set[str] = in_path, where: str = where) -> str:
+            if p.name in in_path:
+                return f"`{p.name}`"
+            if p.stream == "out":
+                return f"response body: {p.media_type}"
+            if p.stream == "in":
+                return f"request body: {p.media_type}"
+            return f"`{p.name}` ({where}{'' if p.required else ', optional'})"
+
+        params = ", ".join(describe(p) for p in spec.params)
         rows.append(f"| {method} | `/api/v1{path}` | `{spec.name}` | {who} | {params or '-'} |")
     return "\n".join(rows) + "\n"
 

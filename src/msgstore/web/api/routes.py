@@ -11,6 +11,11 @@ For an operation declared with ``http=(METHOD, PATH)`` (management/operation.py)
   and never accepted in a URL;
 - success: 200 with the result as JSON (``management.jsonable.to_json``), 204 when the
   operation returns nothing;
+- an operation with a stream field (``param(stream=...)``: account export and restore) takes
+  its other fields from the query string, and its file is the request or response body
+  (streams.py);
+- a ``long`` operation (migration runs) runs with ``[web] api_migrate_timeout`` as its
+  ``ManagementContext.time_limit``;
 - errors: errors.py.
 
 The request models are pydantic models built from the operation's parameters
@@ -21,6 +26,7 @@ parsers' PARAMS errors both become 422 with ``fields``.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import inspect
@@ -46,9 +52,11 @@ from msgstore.management.operation import (
     Param,
     Secret,
     actor_label,
+    name_fields,
     run_operation,
 )
 from msgstore.storage.base import AuditRecord
+from msgstore.web.api import streams
 from msgstore.web.api.auth import ACCOUNT_KEY, client_host
 from msgstore.web.api.errors import ErrorBody, error_response, store_error_response
 from msgstore.web.context import WebContext
@@ -135,12 +143,15 @@ def add_route(api: FastAPI, spec: OperationSpec, ctx: WebContext, defs: dict[str
     method, path = spec.http
     method = method.upper()
     in_path = set(path_variables(path))
-    in_query = method in QUERY_METHODS
+    stream = stream_of(spec)
+    in_query = method in QUERY_METHODS or stream is not None  # a stream is the body
     signature: list[inspect.Parameter] = [
         inspect.Parameter(_REQUEST, inspect.Parameter.KEYWORD_ONLY, annotation=Request)
     ]
     body_fields: dict[str, Any] = {}
     for p in spec.params:
+        if p is stream:
+            continue
         if p.name in in_path:
             annotation = _annotated(_wire_type(p, where="path"), _field_info(p, True, "path"))
             signature.append(
@@ -184,7 +195,7 @@ def add_route(api: FastAPI, spec: OperationSpec, ctx: WebContext, defs: dict[str
             )
         )
 
-    endpoint = _endpoint(spec, ctx)
+    endpoint = _endpoint(spec, ctx) if stream is None else _stream_endpoint(spec, ctx, stream)
     endpoint.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
     endpoint.__name__ = spec.name.replace(" ", "_")
 
@@ -204,6 +215,28 @@ def add_route(api: FastAPI, spec: OperationSpec, ctx: WebContext, defs: dict[str
             "description": "The result.",
             "content": {"application/json": {"schema": schema}},
         }
+    openapi_extra: dict[str, Any] | None = None
+    binary = {"type": "string", "format": "binary"}
+    if stream is not None and stream.stream == "out":
+        status = 200
+        responses[200] = {
+            "description": f"The file, streamed; the result ({_camel(spec.name)} as JSON) "
+            f"is in the {streams.RESULT_HEADER} header.",
+            "content": {stream.media_type: {"schema": binary}},
+            "headers": {streams.RESULT_HEADER: {"schema": {"type": "string"}}},
+        }
+    elif stream is not None:
+        openapi_extra = {  # the body is taken as it comes, whatever its Content-Type
+            "requestBody": {
+                "required": True,
+                "description": stream.help,
+                "content": {
+                    stream.media_type: {"schema": binary},
+                    "application/octet-stream": {"schema": binary},
+                },
+            }
+        }
+        responses[413] = {"model": ErrorBody, "description": "The body is too large."}
     who = (
         "managers"
         if spec.access is Access.MANAGER
@@ -221,6 +254,7 @@ def add_route(api: FastAPI, spec: OperationSpec, ctx: WebContext, defs: dict[str
         status_code=status,
         responses=responses,
         response_class=JSONResponse,
+        openapi_extra=openapi_extra,
         dependencies=[Depends(_manager_only(spec, ctx))]
         if spec.access is Access.MANAGER
         else None,
@@ -262,37 +296,54 @@ def _manager_only(spec: OperationSpec, ctx: WebContext) -> Callable[[Request], A
     return check
 
 
-def _endpoint(spec: OperationSpec, ctx: WebContext) -> Callable[..., Awaitable[Response]]:
+def _values(spec: OperationSpec, kwargs: dict[str, Any]) -> dict[str, object] | Response:
+    """The operation's values from the endpoint's arguments, or the 422 answer."""
     by_name = {p.name: p for p in spec.params}
+    body = kwargs.pop(_BODY, None)
+    raw: dict[str, object] = {k: v for k, v in kwargs.items() if v is not None}
+    if body is not None:
+        for name in type(body).model_fields:
+            value = getattr(body, name)
+            if value is not None:
+                raw[name] = value
+    values: dict[str, object] = {}
+    fields: dict[str, str] = {}
+    for name, value in raw.items():
+        try:
+            values[name] = _wire_value(by_name[name], value)
+        except StoreError as exc:
+            if exc.kind is not ErrorKind.PARAMS:
+                raise
+            fields[name] = exc.public
+    if fields:
+        first = next(iter(fields.values()))
+        return error_response(422, "params", first, fields=fields)
+    return values
 
+
+async def _run(
+    spec: OperationSpec, ctx: WebContext, request: Request, values: dict[str, object]
+) -> object:
+    """Build and run the operation as the caller (raises StoreError, fields named)."""
+    try:
+        op = spec.build(values)
+    except StoreError as exc:
+        name_fields(exc, spec, values)
+        raise
+    mctx = dataclasses.replace(ctx.management(), actor=_actor(request))
+    if spec.long:  # a synchronous call: bounded (docs/rest.md)
+        mctx = dataclasses.replace(mctx, time_limit=ctx.config.web.api_migrate_timeout)
+    return await run_operation(op, mctx)
+
+
+def _endpoint(spec: OperationSpec, ctx: WebContext) -> Callable[..., Awaitable[Response]]:
     async def endpoint(**kwargs: Any) -> Response:
         request: Request = kwargs.pop(_REQUEST)
-        body = kwargs.pop(_BODY, None)
-        raw: dict[str, object] = {k: v for k, v in kwargs.items() if v is not None}
-        if body is not None:
-            for name in type(body).model_fields:
-                value = getattr(body, name)
-                if value is not None:
-                    raw[name] = value
-        values: dict[str, object] = {}
-        fields: dict[str, str] = {}
-        for name, value in raw.items():
-            try:
-                values[name] = _wire_value(by_name[name], value)
-            except StoreError as exc:
-                if exc.kind is not ErrorKind.PARAMS:
-                    raise
-                fields[name] = exc.public
-        if fields:
-            first = next(iter(fields.values()))
-            return error_response(422, "params", first, fields=fields)
+        values = _values(spec, kwargs)
+        if isinstance(values, Response):
+            return values
         try:
-            op = spec.build(values)
-        except StoreError as exc:
-            return store_error_response(exc)
-        mctx = dataclasses.replace(ctx.management(), actor=_actor(request))
-        try:
-            result = await run_operation(op, mctx)
+            result = await _run(spec, ctx, request, values)
         except StoreError as exc:
             return store_error_response(exc)
         if result is None:
@@ -300,6 +351,57 @@ def _endpoint(spec: OperationSpec, ctx: WebContext) -> Callable[..., Awaitable[R
         return JSONResponse(to_json(result))
 
     return endpoint
+
+
+def stream_of(spec: OperationSpec) -> Param | None:
+    """The operation's stream field (``param(stream=...)``), if it has one."""
+    return next((p for p in spec.params if p.stream is not None), None)
+
+
+def _stream_endpoint(
+    spec: OperationSpec, ctx: WebContext, stream: Param
+) -> Callable[..., Awaitable[Response]]:
+    """The endpoint of an operation whose file is the response or request body
+    (web/api/streams.py)."""
+
+    async def endpoint(**kwargs: Any) -> Response:
+        request: Request = kwargs.pop(_REQUEST)
+        values = _values(spec, kwargs)
+        if isinstance(values, Response):
+            return values
+        spool = await asyncio.to_thread(streams.spool_dir, ctx.config)
+        cleanup = streams.remover(spool)
+        try:
+            values[stream.name] = str(spool / "archive.tar")
+            if stream.stream == "in":
+                await streams.receive_body(
+                    request, spool / "archive.tar", ctx.config.web.api_max_restore_size
+                )
+            result = await _run(spec, ctx, request, values)
+            if stream.stream == "out":
+                target = " ".join(str(values[p.name]) for p in spec.params if p.positional)
+                response = await streams.send_file(
+                    spool / "archive.tar",
+                    media_type=stream.media_type,
+                    filename=f"{target or 'archive'}.tar",
+                    result=result,
+                    cleanup=cleanup,
+                )
+                cleanup = _nothing
+                return response
+        except StoreError as exc:
+            return store_error_response(exc)
+        finally:
+            await asyncio.to_thread(cleanup)
+        if result is None:
+            return Response(status_code=204)
+        return JSONResponse(to_json(result))
+
+    return endpoint
+
+
+def _nothing() -> None:
+    return None
 
 
 def add_routes(
