@@ -11,7 +11,7 @@ import tarfile
 from playwright.sync_api import Page, expect
 
 from tests.conversations.harness import message
-from tests.web_ui.conftest import Web, login, shot
+from tests.web_ui.conftest import Web, as_manager, login, shot
 
 
 def _accounts(web: Web) -> set[str]:
@@ -66,8 +66,7 @@ def test_manager_creates_an_account_that_can_log_in(page: Page, web: Web) -> Non
 def test_manager_resets_a_password_reconstructs_exports_and_deletes(page: Page, web: Web) -> None:
     user = web.add_user("mdel")
     web.server.admin.deliver(user.name, message("For the export"))
-    _login_manager(page, web)
-    page.goto(f"/manage/accounts/{user.name}")
+    as_manager(page, web, f"/manage/accounts/{user.name}")
     # A generated password is shown once, and works.
     page.locator("form[data-op='password reset'] button[type=submit]").click()
     secret = page.locator(".result code.secret").inner_text()
@@ -147,8 +146,7 @@ def test_manager_forms_refuse_bad_names_and_quotas(
     page: Page, web: Web, dialogs: list[str]
 ) -> None:
     """Each bad value gets its reason beside the field; no account is created."""
-    _login_manager(page, web)
-    page.goto("/manage/accounts")
+    as_manager(page, web, "/manage/accounts")
     before = _accounts(web)
     cases = [
         ("bad name", "10M", "name", "space"),
@@ -179,8 +177,7 @@ def test_html_in_names_and_fields_is_shown_as_text(
     page that shows it; search terms and forwarding addresses too."""
     name = "<script>alert(1)" + secrets.token_hex(2)
     web.add_named(name, "Script-Pw-123")
-    _login_manager(page, web)
-    page.goto("/manage/accounts?q=<script>")
+    as_manager(page, web, "/manage/accounts?q=<script>")
     expect(page.locator("main table")).to_contain_text(name)
     expect(page.locator("input[name=q]")).to_have_value("<script>")
     page.click(f"text={name}")
@@ -229,8 +226,7 @@ def test_management_pages_are_refused_to_other_accounts(page: Page, web: Web) ->
 
 
 def test_forwarding_page_adds_and_deletes_an_entry(page: Page, web: Web) -> None:
-    _login_manager(page, web)
-    page.click("nav.menu >> text=Forwarding")
+    as_manager(page, web, "/manage/forwarding")
     form = page.locator("form[data-op='forward add']")
     address = f"team-{secrets.token_hex(3)}@example.org"
     form.locator("input[name=address]").fill(address)
@@ -247,8 +243,7 @@ def test_forwarding_page_adds_and_deletes_an_entry(page: Page, web: Web) -> None
 
 
 def test_public_folders_and_their_rights(page: Page, web: Web) -> None:
-    _login_manager(page, web)
-    page.click("nav.menu >> text=Public folders")
+    as_manager(page, web, "/manage/public")
     folder = f"News{secrets.token_hex(2)}"
     form = page.locator("form[data-op='public create']")
     form.locator("input[name=name]").fill(folder)
@@ -273,8 +268,7 @@ def test_queue_sessions_dashboard_and_audit(page: Page, web: Web) -> None:
     """The relay queue, live sessions (with a disconnect), the dashboard's panels and the
     audit log, which records what the manager did on the web."""
     first, second = _enqueue(web, "Queued one"), _enqueue(web, "Queued two")
-    _login_manager(page, web)
-    page.click("nav.menu >> text=Relay queue")
+    as_manager(page, web, "/manage/queue")
     expect(page.locator("h1")).to_have_text("Relay queue")
     row = page.locator(f"tr:has(td:text-is('{first}'))")
     expect(row).to_contain_text("friend@example.net")

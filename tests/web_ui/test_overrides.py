@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Page, expect
 
 from tests.conversations.harness import MsgstoreServer
-from tests.web_ui.conftest import DESKTOP, login, shot
+from tests.web_ui.conftest import login, shot
 
 USAGE_OVERRIDE = """{% extends "builtin/usage.html" %}
 {% block content %}
@@ -25,7 +25,7 @@ LOGO = (
 
 
 def test_a_site_overrides_templates_static_files_menu_and_branding(
-    browser: Browser, tmp_path: Path
+    page: Page, tmp_path: Path
 ) -> None:
     templates, static = tmp_path / "site-templates", tmp_path / "site-static"
     templates.mkdir()
@@ -47,30 +47,28 @@ def test_a_site_overrides_templates_static_files_menu_and_branding(
     )
     try:
         user = server.admin.add_user("site")
+        # The shared page visits this other server by absolute address (its cookies were
+        # cleared; the two servers' cookies share the host, never a test).
         base = f"http://127.0.0.1:{server.port('web.listen')}"
-        context = browser.new_context(base_url=base, viewport=DESKTOP)
-        try:
-            page = context.new_page()
-            login(page, user.name, user.password)
-            expect(page).to_have_url(base + "/password")  # the first page of the menu
-            expect(page.locator("header .brand")).to_have_text("Example Mail")
-            assert page.locator("nav.menu a").all_inner_texts() == ["Password", "Usage"]
-            page.click("nav.menu >> text=Usage")
-            expect(page.locator(".site-note")).to_contain_text("help@example.org")
-            expect(page.locator("h1")).to_have_text("Your mailbox")  # the built-in rest
-            logo_width = page.evaluate("document.querySelector('img.logo').naturalWidth")
-            assert logo_width == 32
-            accent = page.evaluate(
-                "getComputedStyle(document.documentElement).getPropertyValue('--accent')"
-            )
-            assert accent.strip() == "#aa0000"
-            shot(page, "site-override")
-            response = page.goto("/static/site.txt")
-            assert response is not None
-            assert response.text() == "from the site"
-        finally:
-            context.close()
+        login(page, user.name, user.password, base=base)
+        expect(page).to_have_url(base + "/password")  # the first page of the menu
+        expect(page.locator("header .brand")).to_have_text("Example Mail")
+        assert page.locator("nav.menu a").all_inner_texts() == ["Password", "Usage"]
+        page.click("nav.menu >> text=Usage")
+        expect(page.locator(".site-note")).to_contain_text("help@example.org")
+        expect(page.locator("h1")).to_have_text("Your mailbox")  # the built-in rest
+        logo_width = page.evaluate("document.querySelector('img.logo').naturalWidth")
+        assert logo_width == 32
+        accent = page.evaluate(
+            "getComputedStyle(document.documentElement).getPropertyValue('--accent')"
+        )
+        assert accent.strip() == "#aa0000"
+        shot(page, "site-override")
+        response = page.goto(base + "/static/site.txt")
+        assert response is not None
+        assert response.text() == "from the site"
     finally:
+        page.context.clear_cookies()
         server.stop()
 
 

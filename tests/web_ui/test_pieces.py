@@ -20,11 +20,14 @@ from msgstore.management import load_operations
 from msgstore.management.accounts import AccountAdd, AccountModify
 from msgstore.management.operation import Limit, Secret
 from msgstore.web.ui import csrf
+from msgstore.web.ui.dates import format_utc, language_tag, negotiate
 from msgstore.web.ui.forms import FormError, build_operation, fields_of
+from msgstore.web.ui.mailview import decode, html_to_text, part_of
 from msgstore.web.ui.render import cell, human_size, when
 from msgstore.web.ui.sessions import secure_cookie
 from msgstore.web.ui.static import find_static
 from tests.storage.support import StoreSpec, new_account
+from tests.web_ui.conftest import eml
 
 
 def _run_apart(coro: Coroutine[Any, Any, None]) -> None:
@@ -116,14 +119,81 @@ def test_human_units_and_dates() -> None:
     assert human_size(3 * 1024**4) == "3.0 TB"
     assert human_size(None) == "unlimited"
     stamp = dt.datetime(2026, 11, 29, 10, 5, 7, tzinfo=dt.UTC)
-    assert str(when(stamp)) == (
-        '<time datetime="2026-11-29T10:05:07Z">2026-11-29 10:05 UTC</time>'
+    german = negotiate("de-DE,de;q=0.9,en;q=0.8")
+    assert str(when(stamp, german)) == (
+        '<time datetime="2026-11-29T10:05:07Z">29.11.2026, 10:05 UTC</time>'
+    )
+    assert str(cell(stamp, "created", german)) == str(when(stamp, german))
+    plus_one = dt.timezone(dt.timedelta(hours=1))
+    assert "29.11.2026, 09:05 UTC" in str(
+        when(dt.datetime(2026, 11, 29, 10, 5, tzinfo=plus_one), german)
     )
     assert str(cell("<b>x</b>")) == "&lt;b&gt;x&lt;/b&gt;"
     assert str(cell(2048, "size_octets")) == "2.0 KB"
     assert str(cell(None, "storage_limit_kib")) == "unlimited"
     assert str(cell({"anyone": "lr"})) == "anyone: lr"
     assert str(cell({"<a>": ["<b>", 1]})) == "&lt;a&gt;: &lt;b&gt;, 1"
+
+
+@pytest.mark.parametrize(
+    ("header", "tag", "text"),
+    [
+        ("de-DE,de;q=0.9,en;q=0.8", "de-DE", "29.11.2026, 10:05 UTC"),
+        ("en-US,en;q=0.9", "en-US", "Nov 29, 2026, 10:05\u202fAM UTC"),
+        ("en-GB", "en-GB", "29 Nov 2026, 10:05 UTC"),
+        ("fr;q=0.5, ja;q=0.8", "ja", "2026/11/29 10:05 UTC"),  # by weight, not order
+        ("xx-YY, *, en-GB;q=0", "en", "Nov 29, 2026, 10:05\u202fAM UTC"),  # nothing usable
+        ("de;q=abc, <script>, en-GB;q=0.1", "en-GB", "29 Nov 2026, 10:05 UTC"),
+        (None, "en", "Nov 29, 2026, 10:05\u202fAM UTC"),
+        ("x" * 5000, "en", "Nov 29, 2026, 10:05\u202fAM UTC"),
+    ],
+)
+def test_the_locale_comes_from_accept_language(header: str | None, tag: str, text: str) -> None:
+    locale = negotiate(header)
+    assert language_tag(locale) == tag
+    assert format_utc(dt.datetime(2026, 11, 29, 10, 5, tzinfo=dt.UTC), locale) == text
+
+
+def test_messages_decode_for_the_page() -> None:
+    """mailview.py on the test messages and on broken ones (the browser test shows them)."""
+    decoded = decode(eml("alternative-qp-utf8-attachment"))
+    assert decoded.subject == "Grüße aus Köln ✓"
+    assert dict(decoded.fields)["To"] == "Zoë <zoe@example.net>"
+    assert decoded.date == dt.datetime(2026, 11, 29, 9, 5, 7, tzinfo=dt.UTC)
+    assert decoded.text == "Schöne Grüße, € 5 und mehr."
+    assert [(a.filename, a.content_type, a.size) for a in decoded.attachments] == [
+        ("Bericht März.pdf", "application/pdf", 1400)
+    ]
+    index = decoded.attachments[0].index
+    assert part_of(eml("alternative-qp-utf8-attachment"), index) == (
+        "Bericht März.pdf",
+        b"%PDF-1.4 fake " * 100,
+    )
+    assert part_of(eml("alternative-qp-utf8-attachment"), 99) is None
+    html_only = decode(eml("html-only-script"))
+    assert html_only.from_html
+    assert html_only.text == "Visible & bold\n\n• one\n• two"
+    assert html_only.date is None
+    # Broken input still gives a page: unknown charset, bad base64, a broken address field,
+    # no end boundary, names that try to leave the download directory.
+    broken = (
+        b"From: =?x-unknown?Q?abc?= <<<@@\r\nSubject: =?utf-8?B?!!!?=\r\n"
+        b"Date: yesterday\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain; charset=x-nonsense\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n@@@aGVsbG8=\r\n"
+        b"--b\r\nContent-Type: application/octet-stream\r\n"
+        b'Content-Disposition: attachment; filename="../../etc/passwd"\r\n\r\nx\r\n'
+    )
+    decoded = decode(broken)
+    assert decoded.date is None
+    assert "hello" in decoded.text
+    assert [a.filename for a in decoded.attachments] == ["_.._etc_passwd"]
+    deep = b"Content-Type: multipart/mixed; boundary=a\r\n\r\n" + b"".join(
+        f"--{'a' * n}\r\nContent-Type: multipart/mixed; boundary={'a' * (n + 1)}\r\n\r\n".encode()
+        for n in range(1, 60)
+    )
+    assert decode(deep).attachments  # nesting stops at MAX_DEPTH, the rest is one part
+    assert html_to_text("<p>a<script>b</script>c</p><style>d</style>&lt;e&gt;") == "ac\n\n<e>"
 
 
 def test_static_lookup_stays_inside_its_directories(tmp_path: Path) -> None:

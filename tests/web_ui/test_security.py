@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.conversations.harness import MsgstoreServer, free_ports
-from tests.web_ui.conftest import Web, login
+from tests.web_ui.conftest import Web, as_manager, login
 
 
 def _imap_ok(web: Web, name: str, password: str) -> bool:
@@ -104,8 +104,7 @@ def evil_site(web: Web) -> Iterator[str]:
 
 
 def test_a_forged_form_from_another_site_is_refused(page: Page, web: Web, evil_site: str) -> None:
-    login(page, web.manager.name, web.manager.password)
-    expect(page).not_to_have_url(web.base + "/login")
+    as_manager(page, web)
     for form in ("f", "g"):
         page.goto(evil_site)
         with page.expect_navigation():
@@ -138,27 +137,24 @@ def test_a_form_without_its_token_is_refused(page: Page, web: Web) -> None:
     assert _imap_ok(web, user.name, user.password)
 
 
-def test_a_post_without_token_from_a_fresh_session_is_refused(browser: Browser, web: Web) -> None:
+def test_a_post_without_token_from_a_fresh_session_is_refused(
+    context: BrowserContext, page: Page, web: Web
+) -> None:
     """RELIABILITY.md §4 item 9: an empty token must not match an empty session token.
 
-    A fresh browser (no cookies at all) posts the login form without a token; and a raw
+    A browser without any cookie posts the login form without a token; and a raw
     client with neither cookie nor token posts it too. Both are refused before any password
     is checked, even with the right password.
     """
     user = web.add_user("sfresh")
-    fresh = browser.new_context(base_url=web.base)
-    try:
-        page = fresh.new_page()
-        page.goto("/login")
-        fresh.clear_cookies()
-        page.evaluate("document.querySelector('input[name=csrf]').remove()")
-        page.fill("#name", user.name)
-        page.fill("#password", user.password)
-        page.click("button[type=submit]")
-        expect(page.locator("h1")).to_have_text("Form refused")
-        assert not [c for c in fresh.cookies() if c["name"] == "msgstore_session"]
-    finally:
-        fresh.close()
+    page.goto("/login")
+    context.clear_cookies()
+    page.evaluate("document.querySelector('input[name=csrf]').remove()")
+    page.fill("#name", user.name)
+    page.fill("#password", user.password)
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Form refused")
+    assert not [c for c in context.cookies() if c["name"] == "msgstore_session"]
     for token in (None, ""):
         fields = {"name": user.name, "password": user.password}
         if token is not None:

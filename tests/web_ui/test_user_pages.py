@@ -4,12 +4,14 @@ POP-only account's messages."""
 from __future__ import annotations
 
 import imaplib
+import re
 import smtplib
 
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from msgstore.management.forwarding import Destinations, ForwardAdd
 from tests.conversations.harness import LineClient, message
-from tests.web_ui.conftest import PHONE, Web, login, shot
+from tests.web_ui.conftest import PHONE, Web, as_manager, login, shot
 
 
 def _imap_login(web: Web, name: str, password: str) -> bool:
@@ -40,7 +42,7 @@ def test_login_shows_usage_with_folders_and_the_login_itself(page: Page, web: We
     # The date is shown in the browser's locale by static/app.js, with the ISO text kept.
     assert "UTC" in (page.locator("time").first.get_attribute("title") or "")
     expect(page.locator("nav.menu")).not_to_contain_text("Accounts")
-    shot(page, "usage")
+    expect(page.locator("section.forwarding")).to_contain_text("Your mail is not forwarded.")
 
 
 def test_wrong_password_and_unknown_account_get_the_same_message(page: Page, web: Web) -> None:
@@ -179,7 +181,6 @@ def test_pop_only_account_lists_reads_and_deletes_its_messages(
     page.click("text=First <b>hello</b>")
     expect(page.locator("h1")).to_have_text("First <b>hello</b>")
     expect(page.locator("pre.message")).to_contain_text("<script>alert(1)</script>")
-    shot(page, "message")
     page.click("text=Delete this message")
     expect(page.locator(".notice.ok")).to_contain_text("deleted")
     expect(rows).to_have_count(1)
@@ -196,14 +197,18 @@ def test_pop_only_account_lists_reads_and_deletes_its_messages(
 
 
 def test_the_basic_forms_work_without_javascript(browser: Browser, web: Web) -> None:
-    """Log in, change the password and log out with scripts switched off."""
+    """Log in, change the password and log out with scripts switched off; dates read well
+    without the script, in the browser's language (Accept-Language)."""
     user = web.add_user("unojs")
-    context = browser.new_context(base_url=web.base, java_script_enabled=False)
+    context = browser.new_context(base_url=web.base, java_script_enabled=False, locale="de-DE")
     try:
         page = context.new_page()
         login(page, user.name, user.password)
         expect(page).to_have_url(web.base + "/usage")
-        expect(page.locator("time").first).to_contain_text("UTC")  # the server's own text
+        # The server's own text: German date, 24-hour time, in UTC.
+        expect(page.locator("time").first).to_have_text(
+            re.compile(r"^\d\d\.\d\d\.\d{4}, \d\d:\d\d UTC$")
+        )
         page.goto("/password")
         page.fill("#old", user.password)
         page.fill("#new", "No-Script-Pw-1")
@@ -216,3 +221,36 @@ def test_the_basic_forms_work_without_javascript(browser: Browser, web: Web) -> 
         expect(page).to_have_url(web.base + "/usage")
     finally:
         context.close()
+
+
+def test_usage_shows_the_forwarding_of_ones_own_addresses(page: Page, web: Web) -> None:
+    """A manager forwards X's mail on the forwarding page; X sees that entry, and the one of
+    a plus-form of its address, on its usage page; Y sees none of X's."""
+    x, y = web.add_user("ufwdx"), web.add_user("ufwdy")
+    admin = web.server.admin
+    for address in (f"{x.name}+lists@example.org", f"{x.name}-other"):
+        op = ForwardAdd(address=address, destinations=Destinations.parse(y.name))
+        admin.call(op.run(admin.ctx))
+    as_manager(page, web, "/manage/forwarding")
+    form = page.locator("form[data-op='forward add']")
+    form.locator("input[name=address]").fill(x.name)
+    form.locator("input[name=destinations]").fill(f"{y.name}, {web.manager.name}")
+    form.locator("input[name=keep_copy]").check()
+    form.locator("button[type=submit]").click()
+    expect(page.locator(".notice.ok")).to_be_visible()
+    page.context.clear_cookies()  # the manager's session stays for the next test
+
+    login(page, x.name, x.password)
+    rows = page.locator("section.forwarding tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0).locator("td")).to_have_text(
+        [x.name, f"{y.name}, {web.manager.name}", "yes"]
+    )
+    expect(rows.nth(1).locator("td")).to_have_text([f"{x.name}+lists@example.org", y.name, "no"])
+    expect(page.locator("section.forwarding")).not_to_contain_text("-other")
+    shot(page, "usage")
+    page.click("text=Log out")
+
+    login(page, y.name, y.password)
+    expect(page.locator("section.forwarding")).to_contain_text("Your mail is not forwarded.")
+    expect(page.locator("main")).not_to_contain_text(x.name)

@@ -10,8 +10,9 @@ Filters the templates use:
 
     size        octets in human units: 1.5 MB, 12 KB (powers of 1024, as quotas are set)
     kib         the same for a value in KiB (quota)
-    when        a datetime as <time datetime="ISO">UTC text</time>; static/app.js rewrites it
-                in the browser's locale, the server-side text is the ISO fallback
+    when        a datetime as <time datetime="ISO">text</time>, the text in the request's
+                locale (``locale`` in the template context, from Accept-Language: dates.py);
+                static/app.js rewrites it in the browser's time zone
     count       1234567 -> 1,234,567
     cell        any value of a result table in human form (sizes by field name, dates, lists)
     heading     a field name as a column heading
@@ -26,9 +27,11 @@ from pathlib import Path
 from typing import Final
 
 import jinja2
+from babel import Locale
 from markupsafe import Markup, escape
 
 from msgstore.config import Config
+from msgstore.web.ui.dates import format_utc, negotiate
 
 BUILTIN_TEMPLATES: Final = Path(__file__).parent / "templates"
 BUILTIN_STATIC: Final = Path(__file__).parent / "static"
@@ -57,15 +60,15 @@ def human_kib(kib: int | None) -> str:
     return human_size(None if kib is None else kib * 1024)
 
 
-def when(value: dt.datetime | None) -> Markup:
-    """A ``<time>`` element: ISO 8601 in UTC as text, machine form in ``datetime``."""
+def when(value: dt.datetime | None, locale: Locale | None = None) -> Markup:
+    """A ``<time>`` element: ISO 8601 (UTC) in ``datetime``, the text in ``locale``."""
     if value is None:
         return Markup("—")
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     utc = value.astimezone(dt.UTC)
     machine = utc.isoformat(timespec="seconds").replace("+00:00", "Z")
-    text = utc.strftime("%Y-%m-%d %H:%M UTC")
+    text = format_utc(utc, locale or negotiate(None))
     return Markup('<time datetime="{}">{}</time>').format(machine, text)
 
 
@@ -80,12 +83,12 @@ def percent(used: int, limit: int | None) -> int:
     return max(0, min(100, round(100 * used / limit)))
 
 
-def cell(value: object, name: str = "") -> Markup:
-    """One value of a result table, in human form (escaped)."""
+def cell(value: object, name: str = "", locale: Locale | None = None) -> Markup:
+    """One value of a result table, in human form (escaped); dates in ``locale``."""
     if value is None:
         return Markup("unlimited") if "limit" in name else Markup("—")
     if isinstance(value, dt.datetime):
-        return when(value)
+        return when(value, locale)
     if isinstance(value, bool):
         return escape("yes" if value else "no")
     if isinstance(value, enum.Enum):
@@ -99,10 +102,12 @@ def cell(value: object, name: str = "") -> Markup:
     if isinstance(value, int):
         return escape(count(value))
     if isinstance(value, Mapping):
-        return Markup(", ").join(Markup("{}: {}").format(k, cell(v)) for k, v in value.items())
+        return Markup(", ").join(
+            Markup("{}: {}").format(k, cell(v, locale=locale)) for k, v in value.items()
+        )
     if isinstance(value, list | tuple | frozenset | set):
         items = sorted(value, key=str) if isinstance(value, frozenset | set) else value
-        return Markup(", ").join(cell(v) for v in items)
+        return Markup(", ").join(cell(v, locale=locale) for v in items)
     return escape(str(value))
 
 
@@ -136,7 +141,27 @@ def make_environment(config: Config) -> jinja2.Environment:
         auto_reload=False,
     )
     env.filters.update(
-        size=human_size, kib=human_kib, when=when, count=count, cell=cell, heading=heading
+        size=human_size,
+        kib=human_kib,
+        when=_when_filter,
+        count=count,
+        cell=_cell_filter,
+        heading=heading,
     )
     env.globals.update(percent=percent, escape=escape)
     return env
+
+
+def _locale_of(context: jinja2.runtime.Context) -> Locale | None:
+    locale = context.get("locale")
+    return locale if isinstance(locale, Locale) else None
+
+
+@jinja2.pass_context
+def _when_filter(context: jinja2.runtime.Context, value: dt.datetime | None) -> Markup:
+    return when(value, _locale_of(context))
+
+
+@jinja2.pass_context
+def _cell_filter(context: jinja2.runtime.Context, value: object, name: str = "") -> Markup:
+    return cell(value, name, _locale_of(context))

@@ -34,6 +34,7 @@ from msgstore.management.operation import Actor, Operation, OperationSpec, run_o
 from msgstore.storage.base import WebSession
 from msgstore.web.context import WebContext
 from msgstore.web.ui import csrf
+from msgstore.web.ui.dates import language_tag, negotiate
 from msgstore.web.ui.render import make_environment
 from msgstore.web.ui.sessions import SessionStore, client_address, secure_cookie
 
@@ -163,8 +164,11 @@ class Site:
         self, view: View, template: str, *, status: int = 200, **values: object
     ) -> HTMLResponse:
         session = view.session
+        locale = negotiate(view.request.headers.get("accept-language"))
         page = self.env.get_template(template).render(
             site=self.config.web,
+            locale=locale,
+            locale_tag=language_tag(locale),
             session=session,
             account=None if session is None else session.account,
             csrf_token="" if session is None else session.csrf_token,

@@ -2,18 +2,22 @@
 messages of the maildrop.
 
 Every figure comes from a management operation run as the logged-in account with
-``Access.SELF`` (``quota show``, ``mailbox list``, ``password set``...), so the one permission
-check decides, and no page can show one user another user's data: the account name is always
-the session's, never a value from the request. Two things are not operations: the last
-logins (``Backend.last_logins``, the account's own) and the messages of a POP-only account,
-which the page reads and deletes through the storage interface as the POP3 server does.
+``Access.SELF`` (``quota show``, ``mailbox list``, ``forward account show``, ``password
+set``...), so the one permission check decides, and no page can show one user another user's
+data: the account name is always the session's, never a value from the request. Two things
+are not operations: the last logins (``Backend.last_logins``, the account's own) and the
+messages of a POP-only account, which the page reads and deletes through the storage
+interface as the POP3 server does, and shows MIME-decoded (mailview.py): its text, its
+attachments to download, and its source.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,15 +29,21 @@ from msgstore.core.names import INBOX
 from msgstore.management.operation import Access, OperationSpec, Secret
 from msgstore.mime.headers import decode_words, read_fields
 from msgstore.storage.base import MessageMeta, Want
-from msgstore.web.ui import csrf
+from msgstore.web.ui import csrf, mailview
 from msgstore.web.ui.forms import FormError, build_operation
 from msgstore.web.ui.sessions import client_address
 from msgstore.web.ui.site import MenuItem, Site, View
 
 #: The one message shown for a failed login, whether or not the account exists.
 LOGIN_FAILED: Final = "The account name or the password is wrong."
-#: Octets of a message shown on the page; the rest is cut (a maildrop, not a mail reader).
+#: Octets of a message's source shown on the page; the rest is cut (a maildrop, not a mail
+#: reader). A message larger than ``[web] max_decoded_message`` is shown this way too.
 MAX_SHOWN_OCTETS: Final = 1024 * 1024
+#: The headers of a downloaded attachment: never rendered by the browser, whatever it holds.
+ATTACHMENT_HEADERS: Final = {
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "X-Content-Type-Options": "nosniff",
+}
 #: Octets read from each listed message for its Subject and From.
 HEAD_OCTETS: Final = 16 * 1024
 #: Messages listed on one page of the POP-only message list.
@@ -148,11 +158,7 @@ def routes(site: Site) -> list[BaseRoute]:
         forward_op = _self_forward_op(site)
         if forward_op is not None:
             spec, field = forward_op
-            try:
-                forwarding = await site.run(view, spec.build({field: name}))
-            except StoreError as exc:
-                if exc.kind is not ErrorKind.NOT_FOUND:
-                    raise
+            forwarding = await site.run(view, spec.build({field: name}))
         return site.render(
             view,
             "usage.html",
@@ -267,26 +273,90 @@ def routes(site: Site) -> list[BaseRoute]:
             raise StoreError(ErrorKind.NOT_FOUND, "No such message")
         return Uid(int(raw))
 
-    async def message(request: Request, view: View) -> Response:
+    async def read_message(view: View, uid: Uid, limit: int) -> tuple[MessageMeta, bytes]:
+        """The message's metadata and its first ``limit`` octets; NOT_FOUND if it is gone."""
         account, mailbox = await inbox_of(view)
-        uid = _uid(request)
         metas = await backend.fetch_meta(account, mailbox, UidSet.from_uids([uid]), Want.FLAGS)
         if not metas:
-            return site.error_page(view, 404, "Not found", "There is no such message.")
+            raise StoreError(ErrorKind.NOT_FOUND, "No such message")
         try:
             async with backend.open_body(account, mailbox, uid) as body:
-                data = await body.read(0, min(body.size, MAX_SHOWN_OCTETS))
+                data = await body.read(0, min(body.size, limit))
         except StoreError as exc:
-            if exc.kind not in (ErrorKind.NOT_FOUND, ErrorKind.EXPUNGED):
+            if exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.EXPUNGED):
+                raise StoreError(ErrorKind.NOT_FOUND, "No such message") from exc
+            raise
+        return metas[0], data
+
+    def gone(view: View) -> Response:
+        return site.error_page(view, 404, "Not found", "There is no such message.")
+
+    async def message(request: Request, view: View) -> Response:
+        limit = site.config.web.max_decoded_message
+        try:
+            meta, data = await read_message(view, _uid(request), max(limit, MAX_SHOWN_OCTETS))
+        except StoreError as exc:
+            if exc.kind is not ErrorKind.NOT_FOUND:
                 raise
-            return site.error_page(view, 404, "Not found", "There is no such message.")
+            return gone(view)
+        if meta.size > limit:  # too large to decode here: its first megabyte, raw
+            return show_source(view, meta, data)
+        decoded = await asyncio.to_thread(mailview.decode, data)
         return site.render(
             view,
             "message.html",
-            title="Message",
-            meta=summary(metas[0], data[:HEAD_OCTETS]),
-            text=data.decode("utf-8", "replace"),
-            cut=metas[0].size > MAX_SHOWN_OCTETS,
+            title=decoded.subject or "Message",
+            meta=summary(meta, data[:HEAD_OCTETS]),
+            message=decoded,
+        )
+
+    def show_source(view: View, meta: MessageMeta, data: bytes) -> Response:
+        return site.render(
+            view,
+            "source.html",
+            title="Message source",
+            meta=summary(meta, data[:HEAD_OCTETS]),
+            text=data[:MAX_SHOWN_OCTETS].decode("utf-8", "replace"),
+            cut=meta.size > MAX_SHOWN_OCTETS,
+            decoded=meta.size <= site.config.web.max_decoded_message,
+        )
+
+    async def source(request: Request, view: View) -> Response:
+        try:
+            meta, data = await read_message(view, _uid(request), MAX_SHOWN_OCTETS)
+        except StoreError as exc:
+            if exc.kind is not ErrorKind.NOT_FOUND:
+                raise
+            return gone(view)
+        return show_source(view, meta, data)
+
+    async def part(request: Request, view: View) -> Response:
+        raw = str(request.path_params["part"])
+        limit = site.config.web.max_decoded_message
+        try:
+            if not raw.isdigit() or len(raw) > 6:
+                raise StoreError(ErrorKind.NOT_FOUND, "No such part")
+            meta, data = await read_message(view, _uid(request), limit)
+            found = None
+            if meta.size <= limit:
+                found = await asyncio.to_thread(mailview.part_of, data, int(raw))
+        except StoreError as exc:
+            if exc.kind is not ErrorKind.NOT_FOUND:
+                raise
+            found = None
+        if found is None:
+            return site.error_page(view, 404, "Not found", "There is no such attachment.")
+        filename, content = found
+        fallback = "".join(
+            c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
+        )
+        disposition = (
+            f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+        )
+        return Response(
+            content,
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": disposition, **ATTACHMENT_HEADERS},
         )
 
     async def delete_message(request: Request, view: View) -> Response:
@@ -303,6 +373,8 @@ def routes(site: Site) -> list[BaseRoute]:
         Route("/password", site.page("user", password), methods=["GET", "POST"]),
         Route("/messages", site.page("pop", messages), methods=["GET"]),
         Route("/messages/{uid}", site.page("pop", message), methods=["GET"]),
+        Route("/messages/{uid}/source", site.page("pop", source), methods=["GET"]),
+        Route("/messages/{uid}/parts/{part}", site.page("pop", part), methods=["GET"]),
         Route("/messages/{uid}/delete", site.page("pop", delete_message), methods=["POST"]),
     ]
 
@@ -317,11 +389,12 @@ def fallback(site: Site) -> list[BaseRoute]:
 
 
 def _self_forward_op(site: Site) -> tuple[OperationSpec, str] | None:
-    """``forward show`` and the field naming the account, when users may run it on their
-    own address (``Access.SELF``); None otherwise, and the usage page has no forwarding."""
-    if not site.has_op("forward show"):
+    """``forward account show`` and the field naming the account, when users may run it on
+    their own addresses (``Access.SELF``); None otherwise, and the usage page has no
+    forwarding section."""
+    if not site.has_op("forward account show"):
         return None
-    spec = site.spec("forward show")
+    spec = site.spec("forward account show")
     if spec.access is not Access.SELF:
         return None
     return spec, spec.self_field
