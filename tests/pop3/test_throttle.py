@@ -101,7 +101,9 @@ def test_poppassd_shares_the_throttle(throttled: MsgstoreServer) -> None:
 
 def test_trusted_networks_are_not_throttled(throttled: MsgstoreServer) -> None:
     delays = [attempt(throttled, f"ghost{i}", "x", TRUSTED)[0] for i in range(4)]
-    assert max(delays) < 0.15, delays
+    # Throttled, they would be ~0.1, BASE, 2*BASE, 4*BASE; one slow answer on a busy machine
+    # is tolerated, three of four under BASE are not a throttle.
+    assert sorted(delays)[2] < BASE - 0.02, delays
 
 
 def test_unknown_user_and_wrong_password_look_the_same(throttled: MsgstoreServer) -> None:
