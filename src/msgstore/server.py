@@ -28,10 +28,11 @@ exits 0. Log lines of the workers say ``msgstore(worker-2)<pid>``, sessions carr
 
 Adding a protocol server is one entry in :data:`SERVICES`: the section name of its listen keys
 and where its async start function ``start(config, backend, listeners) -> RunningService`` is
-(``"module:function"``; only services with a listen address are imported, before any fork). It gets the
-effective configuration (``config.tls.cert``/``key`` are always set, to the generated pair if
-none was configured), the open backend, and its bound sockets (``Listener.implicit_tls`` tells
-``tls_listen`` sockets from plain ones). It returns once it accepts connections.
+(``"module:function"``; only services with a listen address are imported, before any fork).
+It gets the effective configuration (``config.tls.cert``/``key`` are always set, to the
+generated pair if none was configured), the open backend, and its bound sockets
+(``Listener.implicit_tls`` tells ``tls_listen`` sockets from plain ones). It returns once it
+accepts connections.
 
 Exit codes: 0 stopped by a signal; 69 the store cannot be opened; 70 a service failed to
 start; 71 an address cannot be bound; 73 the data directory or TLS files cannot be written;
