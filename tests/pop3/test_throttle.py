@@ -79,9 +79,9 @@ def test_failures_of_an_account_from_many_sources_slow_the_account(
     elapsed, reply = attempt(throttled, bob.name, bob.password, "127.0.1.60")
     assert reply.startswith(b"+OK Logged in")
     assert elapsed < CAP + 0.3
-    # ...and that success clears the account's counter.
+    # ...and that success clears the account's counter (not cleared: at least the cap).
     elapsed, _ = attempt(throttled, bob.name, "one-more-guess", "127.0.1.70")
-    assert elapsed < 0.15
+    assert elapsed < 2 * BASE
 
 
 def test_poppassd_shares_the_throttle(throttled: MsgstoreServer) -> None:
