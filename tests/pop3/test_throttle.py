@@ -54,15 +54,17 @@ def test_delay_doubles_per_failure_of_a_source_up_to_the_cap(throttled: Msgstore
     delays = [attempt(throttled, f"nobody{i}", f"guess{i}", source)[0] for i in range(6)]
     expected = [0, BASE, 2 * BASE, 4 * BASE, CAP, CAP]
     for got, want in zip(delays, expected, strict=True):
-        # Never early; late by scheduling on a loaded machine, but below the uncapped 2 * CAP.
-        assert want - 0.02 <= got < want * 1.5 + 0.3, (delays, expected)
+        # Never early; late by the password check and scheduling on a loaded machine, but the
+        # capped ones below the uncapped 2 * CAP.
+        assert want - 0.02 <= got < want + 0.9 * CAP, (delays, expected)
 
 
 def test_the_same_wrong_password_again_does_not_escalate(throttled: MsgstoreServer) -> None:
     alice = throttled.admin.add_user("alice")
     source = "127.0.0.3"
     delays = [attempt(throttled, alice.name, "stale-saved-password", source)[0] for _ in range(4)]
-    assert all(d < BASE + 0.3 for d in delays), delays
+    # Escalating, the fourth would wait 4 * BASE; it waits BASE plus the password check.
+    assert delays[3] < 4 * BASE - 0.05, delays
     assert delays[1] >= BASE - 0.02, "the first failure still counts once"
 
 
@@ -81,7 +83,7 @@ def test_failures_of_an_account_from_many_sources_slow_the_account(
     assert elapsed < CAP + 0.3
     # ...and that success clears the account's counter (not cleared: at least the cap).
     elapsed, _ = attempt(throttled, bob.name, "one-more-guess", "127.0.1.70")
-    assert elapsed < 2 * BASE
+    assert elapsed < CAP - 0.05
 
 
 def test_poppassd_shares_the_throttle(throttled: MsgstoreServer) -> None:
@@ -101,9 +103,11 @@ def test_poppassd_shares_the_throttle(throttled: MsgstoreServer) -> None:
 
 def test_trusted_networks_are_not_throttled(throttled: MsgstoreServer) -> None:
     delays = [attempt(throttled, f"ghost{i}", "x", TRUSTED)[0] for i in range(4)]
-    # Throttled, they would be ~0.1, BASE, 2*BASE, 4*BASE; one slow answer on a busy machine
-    # is tolerated, three of four under BASE are not a throttle.
-    assert sorted(delays)[2] < BASE - 0.02, delays
+    # Throttled, the last three would wait BASE, 2*BASE and 4*BASE on top of the password
+    # check (7*BASE together); unthrottled they cost only the check, which a loaded machine
+    # stretches to ~BASE each, so the bound sits halfway.
+    assert sum(delays[1:]) < 5 * BASE, delays
+    assert delays[3] < 4 * BASE - 0.05, delays
 
 
 def test_unknown_user_and_wrong_password_look_the_same(throttled: MsgstoreServer) -> None:

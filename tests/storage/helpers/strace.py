@@ -3,8 +3,8 @@
 Each :class:`Call` knows the log line where it started and the one where it completed (an
 ``<unfinished ...>`` call completes on its ``<... resumed>`` line), so "A finished before B
 started" is ``a.end < b.start`` even when threads interleave. File descriptors are mapped to
-paths from the ``openat`` lines (and forgotten at ``close``) as the log is read, so ``fsync(7)``
-is known to be the fsync of ``.../mail/3`` even when fd 7 is reused later.
+paths from the ``openat`` lines (and forgotten when a ``close`` starts) as the log is read, so
+``fsync(7)`` is known to be the fsync of ``.../mail/3`` even when fd 7 is reused later.
 """
 
 from __future__ import annotations
@@ -104,8 +104,6 @@ def parse(log: str, cwd: Path) -> list[Call]:
             return
         if call.name == "openat" and call.path is not None:
             fds[call.result] = call.path
-        elif call.name == "close" and call.fd is not None:
-            fds.pop(call.fd, None)
 
     for index, raw in enumerate(log.splitlines()):
         line = _LINE.match(raw)
@@ -124,6 +122,10 @@ def parse(log: str, cwd: Path) -> list[Call]:
         call = Call(pid, head.group(1), head.group(2), index, index, None)
         calls.append(call)
         _fill(call, fds, str(cwd))
+        if call.name == "close" and call.fd is not None:
+            # The kernel frees the fd when close() starts, so another thread's openat may
+            # return it (and be logged) before this close's ``resumed`` line.
+            fds.pop(call.fd, None)
         if body.endswith("<unfinished ...>"):
             pending[pid, call.name] = call
         else:
