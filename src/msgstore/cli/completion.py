@@ -24,7 +24,3 @@ def completion(ctx: click.Context, shell: str) -> None:
     assert cls is not None  # one of click's three built-in shells
     script = cls(root, {}, "msgstore", "_MSGSTORE_COMPLETE").source()
     click.echo(script)
-
-
-def register(group: click.Group) -> None:
-    group.add_command(completion)

@@ -15,13 +15,15 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import click
 
 from msgstore.cli.context import CliContext
 from msgstore.cli.errors import EX_CONFIG, report
-from msgstore.config import Config, ConfigError, config_docs, dump_json, dump_toml, load_config
+
+if TYPE_CHECKING:
+    from msgstore.config import Config, ConfigError
 
 #: What ``config show`` prints instead of a secret.
 MASK: Final = "***"
@@ -68,6 +70,8 @@ def redacted(config: Config) -> Config:
 
 def load_cli_config(obj: CliContext, path: Path | None = None) -> Config:
     """The configuration from ``path`` (default: ``--config``), with ``--data`` applied."""
+    from msgstore.config import ConfigError, load_config
+
     try:
         return load_config(path or obj.config_path, data_dir=obj.data_dir)
     except ConfigError as exc:
@@ -101,6 +105,8 @@ def check(obj: CliContext, file: Path | None) -> None:
 def show(obj: CliContext, as_json: bool) -> None:
     """Print the effective configuration: the file, its defaults and --data applied.
     Secrets (passwords, the password in [storage] dsn) are printed as ***."""
+    from msgstore.config import dump_json, dump_toml
+
     config = redacted(load_cli_config(obj))
     sys.stdout.write(dump_json(config) if as_json else dump_toml(config))
 
@@ -108,8 +114,6 @@ def show(obj: CliContext, as_json: bool) -> None:
 @config_group.command("docs")
 def docs() -> None:
     """Print docs/configuration.md, generated from the configuration's declarations."""
+    from msgstore.config import config_docs
+
     sys.stdout.write(config_docs())
-
-
-def register(group: click.Group) -> None:
-    group.add_command(config_group)

@@ -90,8 +90,3 @@ def copy(target: str, dsn: str | None, to_data: Path | None, no_progress: bool) 
 
         summary = asyncio.run(copy_to_local(config, to_data, progress=not no_progress))
     click.echo(str(summary))
-
-
-def register(group: click.Group) -> None:
-    group.add_command(db)
-    group.add_command(store)

@@ -155,7 +155,3 @@ def deliver(recipients: tuple[str, ...], mailbox: str | None, sender: str | None
             fail(f"configuration error: {exc}", EX_TEMPFAIL)
         fail(f"temporary failure: {type(exc).__name__}: {exc}", EX_TEMPFAIL)
     raise click.exceptions.Exit(code)
-
-
-def register(group: click.Group) -> None:
-    group.add_command(deliver)

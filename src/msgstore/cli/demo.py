@@ -83,7 +83,3 @@ def demo() -> None:
         click.echo(f"demo account: {DEMO_ACCOUNT} exists (password unchanged)")
     else:
         click.echo(f"demo account: {DEMO_ACCOUNT} / {password}")
-
-
-def register(group: click.Group) -> None:
-    group.add_command(demo)

@@ -5,16 +5,23 @@ here once and handed to subcommands through :class:`CliContext`. Errors are one 
 with a sysexits exit code (cli/errors.py): :class:`MsgstoreGroup` turns every ``StoreError``,
 ``ConfigError`` and unexpected exception a command raises into that line, so commands simply
 raise.
+
+A command's module is imported only when that command runs (the table in cli/commands.py):
+the test suite and the MTAs start ``msgstore`` processes by the hundred, and each should pay
+for its own command only. Keep the imports at the top of the command modules light for the
+same reason; ``msgstore --help`` imports none of them.
 """
 
 from __future__ import annotations
 
+from gettext import gettext as _
 from pathlib import Path
 from typing import Any
 
 import click
 
 from msgstore import __version__
+from msgstore.cli.commands import TOP_LEVEL
 from msgstore.cli.context import CliContext
 from msgstore.cli.errors import (
     EX_CONFIG,
@@ -28,7 +35,32 @@ from msgstore.core.errors import StoreError
 
 
 class MsgstoreGroup(click.Group):
-    """The top-level group: maps what a command raises to one stderr line and an exit code."""
+    """The top-level group: maps what a command raises to one stderr line and an exit code.
+
+    Its commands are those of :data:`~msgstore.cli.commands.TOP_LEVEL`, each imported on first
+    use; ``--help`` lists them from the table without importing them.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *TOP_LEVEL})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in TOP_LEVEL:
+            self.add_command(TOP_LEVEL[cmd_name].load(cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click.Group.format_commands, with the table's stand-ins for commands not loaded.
+        commands = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name) or TOP_LEVEL[name].listing(name)
+            if not command.hidden:
+                commands.append((name, command))
+        if commands:
+            limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+            rows = [(name, command.get_short_help_str(limit)) for name, command in commands]
+            with formatter.section(_("Commands")):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -123,13 +155,5 @@ def cli(
     )
 
 
-def _register() -> None:
-    # Each module adds its commands to the group; importing them here keeps main.py short.
-    from msgstore.cli import commands
-
-    commands.register(cli)
-
-
 def main() -> None:
-    _register()
     cli(prog_name="msgstore")

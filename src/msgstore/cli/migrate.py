@@ -27,9 +27,14 @@ from typing import Final
 import click
 
 from msgstore.cli.errors import EX_USAGE, fail
-from msgstore.cli.operations import collect, command_for, execute, remote_password
+from msgstore.cli.operations import (
+    collect,
+    command_for,
+    execute,
+    operation_spec,
+    remote_password,
+)
 from msgstore.cli.printers import print_json
-from msgstore.management import load_operations
 from msgstore.management.operation import OperationSpec, Secret
 
 EXIT_FAILED = 1
@@ -148,8 +153,9 @@ def migrate() -> None:
     """
 
 
-def register(group: click.Group) -> None:
-    operations = load_operations()
+def migrate_group(name: str = "migrate") -> click.Group:
+    """The ``migrate`` group with its subcommands (cli/commands.py)."""
     for kind in FACE_OPTIONS:
-        migrate.add_command(_callback(operations[f"migrate {kind}"]))
-    group.add_command(migrate)
+        if kind not in migrate.commands:
+            migrate.add_command(_callback(operation_spec(f"migrate {kind}")))
+    return migrate

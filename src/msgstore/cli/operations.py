@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Final
@@ -31,21 +32,22 @@ from typing import TYPE_CHECKING, Final
 import click
 
 from msgstore.cli.errors import EX_USAGE, fail
-from msgstore.cli.printers import print_result
-from msgstore.cli.runtime import cli_context, run_with_store
 from msgstore.core.errors import ErrorKind, StoreError
-from msgstore.management import load_operations
-from msgstore.management.operation import (
-    ManagementContext,
-    Operation,
-    OperationSpec,
-    Param,
-    Secret,
-    run_operation,
-)
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
+
+    from msgstore.management.operation import (
+        ManagementContext,
+        Operation,
+        OperationSpec,
+        Param,
+        Secret,
+    )
+
+# The management layer is imported inside the functions: this module is also the command
+# table that ``msgstore --help`` reads (cli/commands.py), and a command imports only the
+# management module that declares its operation (:data:`DECLARED_IN`).
 
 #: Command path -> operation name. Every operation appears at least once (a test checks).
 COMMANDS: Final[dict[tuple[str, ...], str]] = {
@@ -105,8 +107,8 @@ COMMANDS: Final[dict[tuple[str, ...], str]] = {
     ("migrate", "imap"): "migrate imap",
     ("migrate", "pop"): "migrate pop",
 }
-#: Commands another module builds from the operation (with face-only extras); register()
-#: leaves them to it.
+#: Commands another module builds from the operation (with face-only extras); the command
+#: table (cli/commands.py) takes them from there.
 BUILT_ELSEWHERE: Final = frozenset({"migrate"})
 #: Other spellings accepted but not listed in --help.
 ALIASES: Final[dict[tuple[str, ...], str]] = {
@@ -130,6 +132,44 @@ GROUP_HELP: Final = {
     "session": "List and disconnect the live sessions of the running server.",
     "stats": "Statistics of the store and the running server.",
 }
+#: The ``msgstore --help`` line of a top-level command that is one operation: its summary (a
+#: test checks it is the operation's).
+ROOT_SUMMARY: Final = {"passwd": "Set an account's password (stored as an argon2id hash)."}
+#: The module of msgstore.management declaring the operations named ``<word> ...``, and the
+#: exceptions by full name. Only a shortcut: an operation not found there is looked up with
+#: load_operations() (a test checks the table).
+DECLARED_IN: Final = {
+    "account": "accounts",
+    "account export": "backup",
+    "account reconstruct": "backup",
+    "account restore": "backup",
+    "acl": "acl",
+    "audit": "audit",
+    "forward": "forwarding",
+    "mailbox": "mailboxes",
+    "migrate": "migration",
+    "password": "accounts",
+    "public": "public",
+    "queue": "queue",
+    "quota": "quotas",
+    "session": "sessions",
+    "stats": "stats",
+    "stats live": "stats_live",
+    "token": "tokens",
+}
+
+
+def operation_spec(name: str) -> OperationSpec:
+    """The declaration of operation ``name``, importing only the module that declares it."""
+    from msgstore.management import OPERATIONS, load_operations
+
+    if name not in OPERATIONS:
+        module = DECLARED_IN.get(name) or DECLARED_IN.get(name.split()[0])
+        if module is not None:
+            importlib.import_module(f"msgstore.management.{module}")
+    if name not in OPERATIONS:
+        load_operations()
+    return OPERATIONS[name]
 
 
 def _dash(name: str) -> str:
@@ -141,6 +181,8 @@ def _secret_option(p: Param) -> str:
 
 
 def _click_params(spec: OperationSpec) -> list[click.Parameter]:
+    from msgstore.management.operation import Secret
+
     out: list[click.Parameter] = []
     for p in spec.params:
         if p.type is Secret:
@@ -186,6 +228,8 @@ def _click_params(spec: OperationSpec) -> list[click.Parameter]:
 
 def read_secret(what: str, from_stdin: bool, option: str) -> Secret:
     """The first line of standard input; a prompt on a terminal; otherwise a usage error."""
+    from msgstore.management.operation import Secret
+
     if from_stdin:
         line = sys.stdin.buffer.readline()
         try:
@@ -203,6 +247,8 @@ def collect(
 ) -> tuple[dict[str, object], dict[str, object]]:
     """(parsed values, values as typed) from a command's click arguments; ``raw`` loses the
     operation's fields. A Secret comes from ``secrets`` if there, else standard input."""
+    from msgstore.management.operation import Secret
+
     values: dict[str, object] = {}
     given: dict[str, object] = {}  # as typed: what remote mode sends
     for p in spec.params:
@@ -237,6 +283,7 @@ def execute(
     False."""
     if password is not None:
         from msgstore.cli import remote
+        from msgstore.cli.runtime import cli_context
 
         return remote.call(cli_context(), spec, given, password)
     return _run_locally(op, bars=bars and (spec.name in SHOWS_PROGRESS or spec.long))
@@ -244,6 +291,8 @@ def execute(
 
 def remote_password() -> str | None:
     """The remote account's password in remote mode (read before any secret), else None."""
+    from msgstore.cli.runtime import cli_context
+
     cli = cli_context()
     if cli.url is None:
         return None
@@ -266,6 +315,8 @@ def _callback(spec: OperationSpec) -> Callable[..., None]:
             click.confirm(f"{spec.name} {what}: this cannot be undone. Continue?", abort=True)
         result = execute(spec, op, given, password)
         if spec.result is not type(None):
+            from msgstore.cli.printers import print_result
+
             print_result(result, as_json=as_json)
 
     return run
@@ -277,6 +328,9 @@ SHOWS_PROGRESS: Final = frozenset({"account export", "account restore", "account
 
 def _run_locally(op: Operation, *, bars: bool) -> object:
     """Run on the data directory as the OS administrator, with progress bars on a terminal."""
+    from msgstore.cli.runtime import cli_context, run_with_store
+    from msgstore.management.operation import run_operation
+
     with progress_bars(enabled=bars) as progress:
 
         async def work(ctx: ManagementContext) -> object:
@@ -335,21 +389,46 @@ def command_for(spec: OperationSpec, name: str, *, hidden: bool = False) -> clic
     )
 
 
-def register(root: click.Group) -> None:
-    """Add the operation commands (and their groups) to the top-level group."""
-    operations = load_operations()
-    groups: dict[tuple[str, ...], click.Group] = {}
-    for table, hidden in ((COMMANDS, False), (ALIASES, True)):
-        for path, op_name in table.items():
-            if path[0] in BUILT_ELSEWHERE:
-                continue
-            *parents, leaf = path
-            parent = root
-            for depth in range(1, len(parents) + 1):
-                prefix = tuple(parents[:depth])
-                if prefix not in groups:
-                    help_text = GROUP_HELP.get(" ".join(prefix))
-                    groups[prefix] = click.Group(prefix[-1], help=help_text)
-                    parent.add_command(groups[prefix])
-                parent = groups[prefix]
-            parent.add_command(command_for(operations[op_name], leaf, hidden=hidden))
+def _under(path: tuple[str, ...]) -> set[str]:
+    """The words that follow ``path`` in the command tree (aliases included)."""
+    n = len(path)
+    return {p[n] for table in (COMMANDS, ALIASES) for p in table if len(p) > n and p[:n] == path}
+
+
+def _make(path: tuple[str, ...]) -> click.Command | None:
+    """The command or group at ``path``; None if there is none."""
+    if path in COMMANDS:
+        return command_for(operation_spec(COMMANDS[path]), path[-1])
+    if path in ALIASES:
+        return command_for(operation_spec(ALIASES[path]), path[-1], hidden=True)
+    if _under(path):
+        return OperationGroup(path)
+    return None
+
+
+class OperationGroup(click.Group):
+    """A group of operation commands (``account``, ``public acl``): each subcommand is made
+    from its operation when asked for, importing only the module that declares it."""
+
+    def __init__(self, path: tuple[str, ...]) -> None:
+        super().__init__(path[-1], help=GROUP_HELP.get(" ".join(path)))
+        self.path = path
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_under(self.path) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            made = _make((*self.path, cmd_name))
+            if made is None:
+                return None
+            self.add_command(made, cmd_name)
+        return self.commands[cmd_name]
+
+
+def top_level(name: str) -> click.Command:
+    """The top-level command ``name`` of the operations (cli/commands.py)."""
+    made = _make((name,))
+    if made is None:
+        raise KeyError(name)
+    return made

@@ -136,7 +136,3 @@ def reconstruct(
             click.echo(line)
     if check and any(not r.clean for r in reports):
         raise click.exceptions.Exit(EXIT_INCONSISTENT)
-
-
-def register(group: click.Group) -> None:
-    group.add_command(reconstruct)

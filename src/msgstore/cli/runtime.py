@@ -1,7 +1,9 @@
 """Opening the store for one command: configuration, backend, management context.
 
-Heavy modules (the configuration model, the backend, password hashing) are imported here,
-inside the functions, so ``msgstore --help`` and the command table stay cheap to load.
+Heavy modules (the configuration model, the backend, password hashing, the server's control
+sockets) are imported here, inside the functions, when a command needs them: so
+``msgstore --help`` and the command table stay cheap to load, and a command that hashes no
+password and asks the server nothing does not import those.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from msgstore.cli.context import CliContext
-from msgstore.management.operation import ManagementContext
 
 if TYPE_CHECKING:
     from msgstore.config import Config
+    from msgstore.management.operation import ManagementContext
+    from msgstore.management.sessions import SessionDirectory
 
 T = TypeVar("T")
 
@@ -35,22 +38,52 @@ def load(cli: CliContext) -> Config:
     return load_config(cli.config_path, data_dir=cli.data_dir)
 
 
+def _hash_password(password: str) -> str:
+    """``msgstore.auth.passwords.hash_password``, imported when an operation hashes one."""
+    from msgstore.auth.passwords import hash_password
+
+    return hash_password(password)
+
+
+class _ServerSessions:
+    """The running server's sessions (``msgstore.net.control.ControlDirectory``), imported
+    when an operation asks for them (``session list``, ``session kill``, ``stats live``)."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._directory: SessionDirectory | None = None
+
+    def _get(self) -> SessionDirectory:
+        if self._directory is None:
+            from msgstore.net.control import ControlDirectory
+
+            self._directory = ControlDirectory.for_config(self._config)
+        return self._directory
+
+    async def sessions(self) -> list[dict[str, object]]:
+        return await self._get().sessions()
+
+    async def kill(self, ident: str) -> bool:
+        return await self._get().kill(ident)
+
+    async def stats(self) -> list[dict[str, object]]:
+        return await self._get().stats()
+
+
 @asynccontextmanager
 async def management_context(cli: CliContext) -> AsyncIterator[ManagementContext]:
     """Open the store (creating it if new) and close it when the command is done."""
-    from msgstore.auth.passwords import hash_password
+    from msgstore.management.operation import ManagementContext
     from msgstore.storage.open import open_backend
 
     config = load(cli)
     backend = await open_backend(config)
     try:
-        from msgstore.net.control import ControlDirectory
-
         yield ManagementContext(
             backend=backend,
             config=config,
-            hash_password=hash_password,
-            sessions=ControlDirectory.for_config(config),
+            hash_password=_hash_password,
+            sessions=_ServerSessions(config),
         )
     finally:
         await backend.close()

@@ -30,7 +30,3 @@ def serve(obj: CliContext, workers: int | None) -> None:
     from msgstore import server
 
     raise click.exceptions.Exit(server.serve(config, workers=workers))
-
-
-def register(group: click.Group) -> None:
-    group.add_command(serve)
