@@ -32,6 +32,8 @@ run: install
 PYTEST_JOBS ?= 3
 PG_PROTOCOL_SUITES := tests/test_conversations.py tests/imap_server tests/imap_clients tests/pop3 tests/lmtp
 test: install-test lint
+	@# Byte-compile once: with PYTHONDONTWRITEBYTECODE set, every CLI process would recompile src/.
+	$(BIN)/python -m compileall -q src tests
 	$(BIN)/python -m pytest -n $(PYTEST_JOBS) --dist loadfile
 	$(BIN)/python -m pytest -n $(PYTEST_JOBS) --dist loadfile -p tests.storage.postgres.protocol_plugin $(PG_PROTOCOL_SUITES)
 

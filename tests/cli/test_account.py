@@ -84,8 +84,10 @@ def test_new_pop_account_gets_inbox_only(msgstore: Msgstore) -> None:
 
 def test_account_add_stores_an_argon2id_hash_of_the_first_line(msgstore: Msgstore) -> None:
     """The password is the first line of stdin without its line ending; later lines are
-    ignored; the store keeps an argon2id hash of it."""
-    msgstore.ok("account", "add", "bob", "--password-stdin", stdin=b"correct horse\r\nignored\n")
+    ignored; the store keeps an argon2id hash of it. (A real process: its stdin is a pipe.)"""
+    msgstore.real.ok(
+        "account", "add", "bob", "--password-stdin", stdin=b"correct horse\r\nignored\n"
+    )
     stored = stored_hash(msgstore.data, "bob")
     assert scheme_of(stored) == "ARGON2ID"
     assert verify_password("correct horse", stored).ok
@@ -93,8 +95,9 @@ def test_account_add_stores_an_argon2id_hash_of_the_first_line(msgstore: Msgstor
 
 
 def test_account_add_without_password_stdin_refuses(msgstore: Msgstore) -> None:
-    """Not a terminal and no --password-stdin: a usage error (64), no prompt, no account."""
-    result = msgstore("account", "add", "bob", stdin="secret\n")
+    """Not a terminal and no --password-stdin: a usage error (64), no prompt, no account.
+    (A real process, whose stdin is a pipe.)"""
+    result = msgstore.real("account", "add", "bob", stdin="secret\n")
     assert_one_line_error(result, 64, "--password-stdin")
     assert msgstore.json("account", "list") == []
 
@@ -149,9 +152,10 @@ def test_account_add_refuses_a_bad_quota(msgstore: Msgstore) -> None:
 
 
 def test_account_del_needs_yes_without_a_terminal(msgstore: Msgstore) -> None:
-    """Deleting destroys mail: without a terminal to ask on, --yes is required (64)."""
+    """Deleting destroys mail: without a terminal to ask on, --yes is required (64). (A real
+    process, whose stdin is a pipe.)"""
     msgstore.add("bob")
-    assert_one_line_error(msgstore("account", "del", "bob"), 64, "--yes")
+    assert_one_line_error(msgstore.real("account", "del", "bob"), 64, "--yes")
     assert [a["name"] for a in msgstore.json("account", "list")] == ["bob"]
     msgstore.ok("account", "del", "bob", "--yes")
     assert msgstore.json("account", "list") == []
@@ -222,7 +226,7 @@ def test_account_modify_without_options_is_an_error(msgstore: Msgstore) -> None:
 
 def test_passwd_replaces_the_password(msgstore: Msgstore) -> None:
     msgstore.add("bob", password="old password")
-    msgstore.ok("passwd", "bob", "--password-stdin", stdin="new password\n")
+    msgstore.real.ok("passwd", "bob", "--password-stdin", stdin="new password\n")
     stored = stored_hash(msgstore.data, "bob")
     assert verify_password("new password", stored).ok
     assert not verify_password("old password", stored).ok

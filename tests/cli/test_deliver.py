@@ -20,9 +20,10 @@ def inbox_count(msgstore: Msgstore, account: str) -> int:
 
 
 def test_deliver_stores_the_message_in_inbox(msgstore: Msgstore) -> None:
-    """Exit 0, nothing printed, the bytes stored exactly (already CRLF)."""
+    """Exit 0, nothing printed, the bytes stored exactly (already CRLF). A real process, as
+    the MTA runs it."""
     msgstore.add("bob")
-    result = msgstore.deliver("bob")
+    result = msgstore.real.deliver("bob")
     assert (result.code, result.out, result.err) == (0, "", "")
     (stored,) = message_files(msgstore, "bob")
     assert stored.read_bytes() == MESSAGE
@@ -148,12 +149,12 @@ def test_deliver_with_an_unknown_and_a_good_recipient_is_67(msgstore: Msgstore) 
 
 
 def test_deliver_streams_a_large_message(msgstore: Msgstore) -> None:
-    """Several MiB arrive in many chunks and are stored whole."""
+    """Several MiB arrive through a pipe in many chunks and are stored whole."""
     msgstore.add("bob")
     line = b"0123456789" * 7 + b"\r\n"
     body = line * (6 * 1024 * 1024 // len(line))
     message = b"Subject: large\r\n\r\n" + body
-    assert msgstore.deliver("bob", message=message).code == 0
+    assert msgstore.real.deliver("bob", message=message).code == 0
     (stored,) = message_files(msgstore, "bob")
     assert stored.stat().st_size == len(message)
 
@@ -166,13 +167,13 @@ def test_deliver_when_the_store_cannot_be_opened_is_75(msgstore: Msgstore) -> No
     """
     msgstore.data.mkdir()
     (msgstore.data / "users").write_text("a file where the store needs a directory\n")
-    assert_one_line_error(msgstore.deliver("bob"), 75, "temporary failure")
+    assert_one_line_error(msgstore.real.deliver("bob"), 75, "temporary failure")
 
 
 def test_deliver_with_a_broken_configuration_is_75(msgstore: Msgstore) -> None:
     """A configuration error must not bounce mail (Postfix treats 78 as permanent)."""
     store = msgstore.with_config('[store]\nmax_message_size = "5X"\n')
-    assert_one_line_error(store.deliver("bob"), 75, "configuration")
+    assert_one_line_error(store.real.deliver("bob"), 75, "configuration")
 
 
 def test_deliver_needs_a_recipient(msgstore: Msgstore) -> None:

@@ -13,7 +13,7 @@ def test_demo_creates_the_store_account_and_welcome_message(msgstore: Msgstore) 
     """On a new data directory: the store, account "demo" with a printed random password,
     and one welcome message in its INBOX."""
     assert not msgstore.data.exists()
-    result = msgstore.ok("demo")
+    result = msgstore.real.ok("demo")
     match = re.fullmatch(r"demo account: demo / (\S+)\n", result.out)
     assert match is not None, result
     assert verify_password(match.group(1), stored_hash(msgstore.data, "demo")).ok

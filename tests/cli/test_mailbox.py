@@ -20,7 +20,7 @@ def names(msgstore: Msgstore, *pattern: str) -> list[str]:
 def test_mailbox_list_json_has_counters(bob: Msgstore) -> None:
     """Each mailbox with its special-use, subscription and message counters."""
     bob.ok("deliver", "--to", "bob", stdin=b"Subject: x\r\n\r\nbody\r\n")
-    (inbox,) = bob.json("mailbox", "list", "bob")
+    (inbox,) = bob.real.json("mailbox", "list", "bob")
     assert inbox["name"] == "INBOX"
     assert inbox["messages"] == 1
     assert inbox["unseen"] == 1

@@ -1,13 +1,12 @@
-"""``msgstore`` as a postmaster uses it: the management commands of issue #6 in a real
-process on a real data directory -- bad input is one line and changes nothing, the audit log,
-completion, export/restore, and remote mode against a real ``msgstore serve``."""
+"""``msgstore`` as a postmaster uses it: the management commands of issue #6 on a real data
+directory -- bad input is one line and changes nothing, the audit log, completion,
+export/restore, and remote mode against a real ``msgstore serve``. Most commands run in this
+process (tests/cli/conftest.py); each command group here runs at least once as a real process.
+"""
 
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from msgstore.api import SyncStore
 from msgstore.management.jsonable import to_json
-from tests.cli.conftest import Msgstore, Result, assert_one_line_error
+from tests.cli.conftest import Msgstore, Result, assert_one_line_error, run_cli
 from tests.conversations.harness import MsgstoreServer
 
 
@@ -80,19 +79,19 @@ def test_new_commands_and_the_audit_log(msgstore: Msgstore) -> None:
     assert [a["name"] for a in msgstore.json("account", "list", "--kind", "pop")] == ["carol"]
     assert [a["name"] for a in msgstore.json("account", "search", "AR")] == ["carol"]
     msgstore.ok("account", "rename", "carol", "caroline")
-    msgstore.ok("acl", "set", "bob", "INBOX", "caroline", "lr")
+    msgstore.real.ok("acl", "set", "bob", "INBOX", "caroline", "lr")
     assert msgstore.json("acl", "show", "bob", "INBOX") == [
         {"mailbox": "INBOX", "identifier": "caroline", "rights": "lr"}
     ]
-    reset = msgstore.json("password", "reset", "bob")
+    reset = msgstore.real.json("password", "reset", "bob")
     assert len(reset["password"]) >= 20
-    msgstore.ok("public", "create", "News")
+    msgstore.real.ok("public", "create", "News")
     msgstore.ok("public", "acl", "set", "News", "anyone", "lr")
     msgstore.ok("public", "quota", "set", "--storage", "1G")
     assert msgstore.json("public", "quota", "show")["storage_limit_kib"] == 1024 * 1024
     msgstore.ok("public", "delete", "News", "--yes")
-    assert msgstore.json("stats", "show")["accounts"] == 2
-    audit = msgstore.json("audit", "list")
+    assert msgstore.real.json("stats", "show")["accounts"] == 2
+    audit = msgstore.real.json("audit", "list")
     operations = [e["operation"] for e in audit]
     assert operations[:3] == ["public delete", "public quota set", "public acl set"]
     assert {e["origin"] for e in audit} == {"cli"}
@@ -111,19 +110,10 @@ def test_completion_scripts(msgstore: Msgstore, shell: str) -> None:
     assert "_MSGSTORE_COMPLETE" in script
 
 
-def test_completion_completes_commands(msgstore: Msgstore) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MSGSTORE_")}
-    env.update(
-        {"_MSGSTORE_COMPLETE": "bash_complete", "COMP_WORDS": "msgstore acc", "COMP_CWORD": "1"}
-    )
-    out = subprocess.run(
-        [sys.executable, "-m", "msgstore.cli"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    ).stdout
+def test_completion_completes_commands(tmp_path: Path) -> None:
+    """A real process: the shell drives completion through the environment."""
+    env = {"_MSGSTORE_COMPLETE": "bash_complete", "COMP_WORDS": "msgstore acc", "COMP_CWORD": "1"}
+    out = run_cli([], cwd=tmp_path, env=env, process=True).out
     assert "plain,account" in out
 
 
@@ -131,7 +121,7 @@ def test_export_and_restore(msgstore: Msgstore, tmp_path: Path) -> None:
     msgstore.add("bob")
     for n in range(3):
         assert msgstore.deliver("bob", message=f"Subject: {n}\r\n\r\nx\r\n".encode()).code == 0
-    summary = msgstore.json("account", "export", "bob", "--output", str(tmp_path / "bob.tar"))
+    summary = msgstore.real.json("account", "export", "bob", "--output", str(tmp_path / "bob.tar"))
     assert summary["messages"] == 3
     msgstore.add("copy")
     report = msgstore.json("account", "restore", "copy", "--input", str(tmp_path / "bob.tar"))
@@ -187,27 +177,30 @@ def server(tmp_path: Path) -> Iterator[MsgstoreServer]:
 
 
 def remote(
-    server: MsgstoreServer, user: str, password: str, *args: str, stdin: str = ""
+    server: MsgstoreServer,
+    user: str,
+    password: str,
+    *args: str,
+    stdin: str = "",
+    process: bool = False,
 ) -> Result:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MSGSTORE_")}
-    env["MSGSTORE_PASSWORD"] = password
+    """``MSGSTORE_PASSWORD=password msgstore --url URL --user user ARGS`` (in this process
+    unless ``process``)."""
     url = f"http://{server.settings['web.listen']}"
-    proc = subprocess.run(
-        [sys.executable, "-m", "msgstore.cli", "--url", url, "--user", user, *args],
-        input=stdin.encode(),
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
+    return run_cli(
+        ["--url", url, "--user", user, *args],
+        stdin=stdin,
+        cwd=server.root,
+        env={"MSGSTORE_PASSWORD": password},
+        process=process,
     )
-    return Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
 
 def test_remote_mode_runs_the_same_operations(server: MsgstoreServer, tmp_path: Path) -> None:
     local = Msgstore(data=server.data_dir, cwd=tmp_path, config=server.config_path)
     local.add("boss", "--manager", password="Boss-password-1")
     local.add("bob", password="bob-password")
-    listed = remote(server, "boss", "Boss-password-1", "account", "list", "--json")
+    listed = remote(server, "boss", "Boss-password-1", "account", "list", "--json", process=True)
     assert (listed.code, listed.err) == (0, ""), listed
     assert listed.json == local.json("account", "list")
     added = remote(

@@ -15,9 +15,9 @@ from tests.storage.support import append, message, new_account
 
 
 def test_bad_invocations(msgstore: Msgstore) -> None:
-    result = msgstore("store", "copy", "--to", "local", "--to-data", str(msgstore.cwd / "x"))
+    result = msgstore.real("store", "copy", "--to", "local", "--to-data", str(msgstore.cwd / "x"))
     assert_one_line_error(result, EX_USAGE, "already is local")
-    result = msgstore(
+    result = msgstore.real(
         "store", "copy", "--to", "postgres", "--dsn", "postgresql://postgres@127.0.0.1:1/test"
     )
     assert_one_line_error(result, EX_UNAVAILABLE, "unavailable")
