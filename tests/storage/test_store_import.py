@@ -1,9 +1,11 @@
 """Contract: ``SupportsStoreImport`` (optional; ``msgstore store copy`` fills a store with it).
 Messages land at the given UIDs with the given modseqs, the mailbox state only ever rises,
-and the site-wide tables keep ids and timestamps; a repeated import changes nothing."""
+the site-wide tables keep ids and timestamps, web sessions keep working, and accounts keep
+their creation times; a repeated import changes nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from contextlib import AsyncExitStack
 
@@ -12,7 +14,7 @@ import pytest
 from msgstore.core.accounts import AccountInfo
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.core.flags import SEEN
-from msgstore.core.ids import MailboxId, ModSeq, Uid, UidSet
+from msgstore.core.ids import AccountId, MailboxId, ModSeq, Uid, UidSet
 from msgstore.storage.base import (
     AuditRecord,
     Backend,
@@ -20,6 +22,7 @@ from msgstore.storage.base import (
     ForwardEntry,
     ImportedMessage,
     NewApiToken,
+    NewWebSession,
     QueueEntry,
     SupportsStoreImport,
     Want,
@@ -175,3 +178,65 @@ def dataclasses_replace_size(entry: QueueEntry, size: int) -> QueueEntry:
     import dataclasses
 
     return dataclasses.replace(entry, size=size)
+
+
+async def test_web_sessions_and_creation_times(backend: Backend, alice: AccountInfo) -> None:
+    dest = importer(backend)
+    if dest is None:
+        return
+    await dest.set_account_created(alice.id, T0)
+    assert (await backend.get_account("alice")).created == T0
+    assert (await backend.get_account_by_id(alice.id)).created == T0
+
+    await backend.create_web_session(NewWebSession("aa" * 32, alice.id, "csrf", T0, "::1"))
+    exported = await dest.export_web_sessions()
+    assert [
+        (s.id_hash, s.account_name, s.csrf_token, s.created, s.last_seen, s.address)
+        for s in exported
+    ] == [("aa" * 32, "alice", "csrf", T0, T0, "::1")]
+    # A session moved from another store (same password hash, so the same fingerprint)
+    # is a logged-in session here, with its times and CSRF token.
+    hour = dt.timedelta(hours=1)
+    moved = dataclasses.replace(exported[0], id_hash="bb" * 32, last_seen=T0 + hour)
+    assert await dest.import_web_session(alice.id, moved)
+    got = await backend.get_web_session("bb" * 32)
+    assert got is not None
+    assert (got.account.id, got.csrf_token, got.created, got.last_seen, got.address) == (
+        alice.id,
+        "csrf",
+        T0,
+        T0 + hour,
+        "::1",
+    )
+    # Again: nothing new; last_seen only ever rises.
+    assert not await dest.import_web_session(alice.id, dataclasses.replace(moved, last_seen=T0))
+    got = await backend.get_web_session("bb" * 32)
+    assert got is not None
+    assert got.last_seen == T0 + hour
+    assert not await dest.import_web_session(
+        alice.id, dataclasses.replace(moved, last_seen=T0 + 2 * hour)
+    )
+    got = await backend.get_web_session("bb" * 32)
+    assert got is not None
+    assert got.last_seen == T0 + 2 * hour
+    # A session that began under another password stays ended after the move.
+    stale = dataclasses.replace(moved, id_hash="cc" * 32, credential="0" * 64)
+    assert await dest.import_web_session(alice.id, stale)
+    assert await backend.get_web_session("cc" * 32) is None
+    assert {s.id_hash for s in await dest.export_web_sessions()} == {
+        "aa" * 32,
+        "bb" * 32,
+        "cc" * 32,
+    }
+    # Ending the account's sessions ends the imported ones too.
+    assert await backend.delete_web_sessions(alice.id) == 3
+
+    nobody = AccountId(987654)
+    for call in (
+        dest.import_web_session(nobody, moved),
+        dest.import_web_session((await backend.public_account()).id, moved),
+        dest.set_account_created(nobody, T0),
+    ):
+        with pytest.raises(StoreError) as caught:
+            await call
+        assert caught.value.kind is ErrorKind.NOT_FOUND

@@ -4,22 +4,24 @@ Both directions (local -> PostgreSQL, PostgreSQL -> local, and local -> local) a
 code: the source is read through the ``Backend`` interface, account by account and mailbox by
 mailbox, and the destination is filled through ``SupportsUidImport`` (UIDVALIDITY) and
 ``SupportsStoreImport`` (messages at their UIDs with their modseqs, HIGHESTMODSEQ, UIDNEXT,
-keywords, the expunge floor; forwarding entries, the relay queue, API tokens and the audit log
-with their ids and timestamps).
+keywords, the expunge floor; account creation times; forwarding entries, the relay queue, API
+tokens, web sessions and the audit log with their ids and timestamps).
 
 What a client can see is kept: UIDs, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and every message's
 modseq (CONDSTORE/QRESYNC caches stay valid), flags and keywords, internal dates, UIDLs,
 subscriptions, special-use attributes, ACLs, quota limits (usage is recomputed), account
-kinds and flags and password hashes, the last logins. Account and mailbox ids are the
-destination's (nothing outside the store shows them; API tokens and ACLs name accounts).
-Web sessions are not copied: their users log in again.
+kinds, flags, password hashes and creation times, the last logins, and web sessions (with the
+fingerprint of the password hash each began with, so a logged-in browser stays logged in and a
+session the source would refuse stays refused). Account and mailbox ids are the destination's
+(nothing outside the store shows them; API tokens, sessions and ACLs name accounts).
 
 Resumable: accounts and mailboxes found in the destination are brought up to the source's
 settings, messages whose UID is already there are skipped, and the site-wide tables are
-merged (forwards overwritten by address, queue entries by id, tokens by hash, audit records
-that are already there counted off), so an interrupted copy is finished by running it again.
-Each batch of messages is one destination transaction; a kill between batches loses nothing
-that was committed, and a kill inside one leaves nothing half-written.
+merged (forwards overwritten by address, queue entries by id, tokens by hash, web sessions by
+id hash, audit records that are already there counted off), so an interrupted copy is
+finished by running it again. Each batch of messages is one destination transaction; a kill
+between batches loses nothing that was committed, and a kill inside one leaves nothing
+half-written.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class CopySummary:
     forwards: int = 0
     queued: int = 0
     tokens: int = 0
+    sessions: int = 0
     audit: int = 0
 
     def __str__(self) -> str:
@@ -74,7 +77,7 @@ class CopySummary:
             f"copied {self.accounts} accounts, {self.mailboxes} mailboxes, {self.messages} "
             f"messages ({self.octets} octets); {self.skipped} already there; "
             f"{self.forwards} forwards, {self.queued} queued messages, {self.tokens} API "
-            f"tokens, {self.audit} audit records"
+            f"tokens, {self.audit} audit records, {self.sessions} web sessions"
         )
 
 
@@ -141,6 +144,8 @@ async def copy_between(source: Backend, dest: Backend, *, progress: bool = True)
                 mine = await dest.public_account()
             else:
                 mine = await _account(source, dest, info)
+            if mine.created != info.created:
+                await target.set_account_created(mine.id, info.created)
             quota = await source.get_quota(info.id)
             await dest.set_quota(
                 mine.id,
@@ -340,8 +345,7 @@ async def _mailbox(
 
 
 async def _site(source: Backend, exporter: Any, dest: Any, summary: CopySummary) -> None:
-    """Forwarding entries, the relay queue, API tokens and the audit log (web sessions are
-    not copied)."""
+    """Forwarding entries, the relay queue, API tokens, web sessions and the audit log."""
     for entry in await source.list_forwards():
         await dest.import_forward(entry)
         summary.forwards += 1
@@ -366,6 +370,15 @@ async def _site(source: Backend, exporter: Any, dest: Any, summary: CopySummary)
             )
             if await dest.import_api_token(new, token.id):
                 summary.tokens += 1
+        for session in await exporter.export_web_sessions():
+            try:
+                owner = await dest.get_account(session.account_name)
+            except StoreError as exc:
+                if exc.kind is ErrorKind.NOT_FOUND:
+                    continue  # the account was added to the source after it was copied
+                raise
+            if await dest.import_web_session(owner.id, session):
+                summary.sessions += 1
     theirs = await _all_audit(source)
     have = Counter(await _all_audit(dest))
     missing: list[AuditRecord] = []

@@ -1,7 +1,8 @@
 """``msgstore store copy``: a local store into PostgreSQL and back, everything a client or an
 administrator can see kept (UIDs, modseqs, UIDVALIDITY, flags, keywords, internal dates,
 quotas, ACLs, public folders, forwards, the relay queue, API tokens, the audit log, last
-logins), resumable -- also after a kill in the middle of a copy."""
+logins, account creation times, web sessions), resumable -- also after a kill in the middle
+of a copy."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ async def fill(data_dir: Path) -> None:
         bob = await new_account(backend, "bob", message_limit=700, manager=True)
         carol = await new_account(backend, "carol", kind=AccountKind.POP)
         await backend.update_account("bob", AccountChanges(login_disabled=True))
+        await backend.set_account_created(bob.id, T0)  # long before the copy
         inbox = (await backend.get_mailbox(alice.id, MailboxName("INBOX"))).id
         for i in range(6):
             await append(
@@ -155,7 +157,7 @@ async def state(backend: Backend) -> dict[str, Any]:
     out: dict[str, Any] = {}
     public = await backend.public_account()
     for info in [public, *await backend.list_accounts()]:
-        hidden = dataclasses.replace(info, id=AccountId(0), created=T0)
+        hidden = dataclasses.replace(info, id=AccountId(0))
         acc: dict[str, Any] = {
             "info": hidden,
             "password": await _password(backend, info.name, info.id == public.id),
@@ -197,6 +199,7 @@ async def state(backend: Backend) -> dict[str, Any]:
         for t, h in await backend.export_api_tokens()
     ]
     out["#audit"] = await backend.list_audit(limit=1000)
+    out["#sessions"] = await backend.export_web_sessions()
     return out
 
 
@@ -260,7 +263,7 @@ def test_copy_local_to_postgres_and_back(tmp_path: Path, pg_empty: str) -> None:
 
     out = cli(local_cfg, "store", "copy", "--to", "postgres", "--dsn", schema_dsn(pg_empty))
     assert "copied 4 accounts" in out, out
-    assert "1 API tokens, 5 audit records" in out, out
+    assert "1 API tokens, 5 audit records, 1 web sessions" in out, out
     assert asyncio.run(pg_state(pg_empty, tmp_path)) == before
 
     # Resumable: a second run copies only what is new.
@@ -285,7 +288,7 @@ def test_copy_local_to_postgres_and_back(tmp_path: Path, pg_empty: str) -> None:
         "--no-progress",
     )
     assert ", 1 messages" in out, out
-    assert "0 API tokens, 0 audit records" in out, out
+    assert "0 API tokens, 0 audit records, 0 web sessions" in out, out
     before = asyncio.run(local_state(source))
     assert asyncio.run(pg_state(pg_empty, tmp_path)) == before
 
@@ -310,7 +313,14 @@ def test_copy_local_to_postgres_and_back(tmp_path: Path, pg_empty: str) -> None:
             found = await backend.find_api_token(TOKEN_HASH)
             assert found is not None
             assert found[1].name == "alice"
-            assert await backend.get_web_session("ab" * 32) is None  # not copied
+            # The browser that was logged in stays logged in, as the same account.
+            session = await backend.get_web_session("ab" * 32)
+            assert session is not None
+            assert (session.account.name, session.csrf_token, session.created) == (
+                "alice",
+                "c",
+                T0,
+            )
         finally:
             await backend.close()
 

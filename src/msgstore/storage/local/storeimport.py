@@ -239,3 +239,12 @@ def import_audit(db: SystemDb, records: Sequence[AuditRecord]) -> None:
                 for r in records
             ],
         )
+
+
+def set_account_created(db: SystemDb, account: int, created: dt.datetime) -> None:
+    with write_transaction(db.conn, db.faults):
+        cur = db.conn.execute(
+            "UPDATE accounts SET created = ? WHERE id = ?", (int(created.timestamp()), account)
+        )
+        if not cur.rowcount:
+            raise StoreError(ErrorKind.NOT_FOUND, f"No such account: #{account}")

@@ -1,5 +1,6 @@
 """Web sessions and last logins in system.db (tables ``web_sessions`` and ``last_logins``,
-migration "web_sessions_and_last_logins").
+migration "web_sessions_and_last_logins"), and their export and import for ``msgstore store
+copy`` (sessions move with the fingerprint they began with, so cookies keep working).
 
 Blocking functions run on the system worker thread (``LocalBackend._sys``). A session row
 keeps a fingerprint of the account's password hash from when it began; ``get_web_session``
@@ -16,7 +17,13 @@ from collections.abc import Sequence
 
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.core.ids import AccountId
-from msgstore.storage.base import MAX_LOGINS_KEPT, LoginRecord, NewWebSession, WebSession
+from msgstore.storage.base import (
+    MAX_LOGINS_KEPT,
+    LoginRecord,
+    NewWebSession,
+    StoredWebSession,
+    WebSession,
+)
 from msgstore.storage.local.db import read_transaction, write_transaction
 from msgstore.storage.local.system import _SELECT_ACCOUNTS, SystemDb, _info
 
@@ -158,3 +165,58 @@ def last_logins(db: SystemDb, account: int, limit: int) -> list[LoginRecord]:
         )
         for r in rows
     ]
+
+
+# --- msgstore store copy (storage/local/storeimport.py has the rest) ------------------------
+
+
+def export_web_sessions(db: SystemDb) -> list[StoredWebSession]:
+    with read_transaction(db.conn):
+        rows = db.conn.execute(
+            "SELECT s.id_hash, a.name, s.credential, s.csrf_token, s.created, s.last_seen, "
+            "s.address FROM web_sessions s JOIN accounts a ON a.id = s.account "
+            "ORDER BY s.id_hash"
+        ).fetchall()
+    return [
+        StoredWebSession(
+            id_hash=str(r[0]),
+            account_name=str(r[1]),
+            credential=str(r[2]),
+            csrf_token=str(r[3]),
+            created=_utc(int(r[4])),
+            last_seen=_utc(int(r[5])),
+            address=str(r[6]),
+        )
+        for r in rows
+    ]
+
+
+def import_web_session(db: SystemDb, account: int, session: StoredWebSession) -> bool:
+    """See ``SupportsStoreImport.import_web_session``."""
+    with write_transaction(db.conn, db.faults):
+        exists = db.conn.execute(
+            "SELECT 1 FROM accounts WHERE id = ? AND public = 0", (account,)
+        ).fetchone()
+        if exists is None:
+            raise StoreError(ErrorKind.NOT_FOUND, f"No such account: #{account}")
+        last_seen = _epoch(session.last_seen)
+        cur = db.conn.execute(
+            "UPDATE web_sessions SET last_seen = max(last_seen, ?) WHERE id_hash = ?",
+            (last_seen, session.id_hash),
+        )
+        if cur.rowcount:
+            return False
+        db.conn.execute(
+            "INSERT INTO web_sessions(id_hash, account, credential, csrf_token, created, "
+            "last_seen, address) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                session.id_hash,
+                account,
+                session.credential,
+                session.csrf_token,
+                _epoch(session.created),
+                last_seen,
+                session.address,
+            ),
+        )
+    return True

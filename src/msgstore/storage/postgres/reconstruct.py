@@ -26,17 +26,20 @@ dump, a bug): those are the checks.
    a message or an expunge (``modseq-low``); keywords in use join the mailbox's keyword list
    (``keyword-list``); quota usage is recomputed from the rows and the limits mirrored from
    the account (``quota-wrong``); the next UIDVALIDITY is raised above every one in use
-   (``meta``); a content whose reference count is below the number of this account's
-   messages referring to it gets the count of every message referring to it
-   (``blob-refcount``: too low would let an expunge elsewhere delete a content still in use).
+   (``meta``); every content this account's messages refer to has its reference count
+   compared with the messages of all accounts referring to it and set to that number
+   (``blob-refcount``: too low would let an expunge elsewhere delete a content still in use,
+   too high would keep a content forever). Counting the references of one content is one
+   probe of the index ``messages_by_sha256`` (schema version 3), so this costs the account's
+   contents, not the store.
    ``new_uidvalidity`` gives every mailbox a new UIDVALIDITY and a new mailbox id
    (``uidvalidity-changed``; a session that has one selected is disconnected).
 4. **Store-wide** contents, with the public folders' account (``reconstruct --all`` ends
-   with it) and no ``--mailbox``: every reference count is compared with the messages
-   referring to the content across all accounts (``blob-refcount``, too high or too low),
-   and contents or chunks nobody refers to are deleted (``blob-orphan``). This needs one
-   scan of all messages, which is why it runs once per ``--all`` and not per account. Each
-   candidate is counted again under its row lock before it is changed.
+   with it) and no ``--mailbox``: what no account's run can see, because no message refers
+   to it: contents or chunks nobody refers to are deleted (``blob-orphan``), and every
+   other reference count is compared once more (``blob-refcount``). This needs one scan of
+   all messages and contents, which is why it runs once per ``--all`` and not per account.
+   Each candidate is counted again under its row lock before it is changed.
 
 A second run after a repair finds nothing. Contents are not re-hashed (the key is the hash
 the content was stored under; chunks are checked for completeness, not for bit rot: that is
@@ -69,6 +72,8 @@ if TYPE_CHECKING:
 LOST_FOUND: Final = "lost+found"
 #: Contents re-parsed per progress step; octets of content read per statement.
 _READ_OCTETS: Final = 4 * 1024 * 1024
+#: Contents per statement of the per-account reference count check.
+_REF_BATCH: Final = 5000
 _META_MISSING: Final = (
     "b.envelope IS NULL OR b.bodystructure IS NULL OR b.body IS NULL OR b.partmap IS NULL "
     "OR b.headers IS NULL"
@@ -504,18 +509,29 @@ def _short(sha: bytes) -> str:
 
 
 async def _refcounts_of_account(conn: Any, account: AccountId, apply: bool, found: _Found) -> None:
-    low = [
+    """Every content the account refers to, against the references of every account: one
+    index probe of ``messages_by_sha256`` per content, in batches. Three plain statements
+    rather than one join, so that sharded by account (``messages``) and by hash (``blobs``)
+    each is a query of one table (docs/storage-postgres.md, Citus)."""
+    shas = [
         bytes(r["sha256"])
         for r in await conn.fetch(
-            "SELECT b.sha256 FROM (SELECT sha256, count(*) AS n FROM messages "
-            "WHERE account_id = $1 GROUP BY sha256) t JOIN blobs b ON b.sha256 = t.sha256 "
-            "WHERE b.refcount < t.n ORDER BY b.sha256",
-            account,
+            "SELECT DISTINCT sha256 FROM messages WHERE account_id = $1 ORDER BY 1", account
         )
     ]
-    if not low:
-        return
-    await _fix_counts(conn, low, apply, found, orphans=False)
+    wrong: list[bytes] = []
+    for start in range(0, len(shas), _REF_BATCH):
+        batch = shas[start : start + _REF_BATCH]
+        stored = {
+            bytes(r["sha256"]): int(r["refcount"])
+            for r in await conn.fetch(
+                "SELECT sha256, refcount FROM blobs WHERE sha256 = ANY($1::bytea[])", batch
+            )
+        }
+        counts = await _global_counts(conn, batch)
+        wrong += [sha for sha in batch if sha in stored and stored[sha] != counts.get(sha, 0)]
+    if wrong:
+        await _fix_counts(conn, wrong, apply, found, orphans=False)
 
 
 async def _fix_counts(

@@ -5,7 +5,10 @@ Migrations are numbered and applied in order, each in its own transaction, by :f
 to start on a database whose newest version is older than :data:`SCHEMA_VERSION`
 (:func:`check_schema`). Upgrading is safe on a live database: a transaction-level advisory
 lock serialises concurrent upgrades, every migration only adds (tables, columns with
-defaults, indexes), and running servers keep working on the tables they know.
+defaults, indexes), and running servers keep working on the tables they know. An index on a
+table that already holds many rows is built ``CONCURRENTLY`` first, outside the migration's
+transaction (:data:`CONCURRENT_INDEXES`), so writers are not blocked for the length of the
+build; the migration's own transaction then finds it there.
 
 Sharding (docs/storage-postgres.md): every table holding one account's data leads its primary
 key with ``account_id`` and no query joins rows of two accounts, so those tables can be
@@ -19,15 +22,23 @@ give each test its own schema that way).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Final
 
 from msgstore.core.errors import ErrorKind, StoreError
 
 #: The version the code needs; ``msgstore db upgrade`` brings the database to it.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 #: Advisory lock key of ``msgstore db upgrade`` (any constant; "msgstore" in ASCII).
 UPGRADE_LOCK: Final = 0x6D736773746F7265
+
+#: Advisory lock key of a concurrent index build (taken at session level, polled).
+INDEX_LOCK: Final = UPGRADE_LOCK + 1
+
+#: A table with at least this many rows gets a new index ``CONCURRENTLY`` (no write lock for
+#: the length of the build); a smaller one inside the migration's transaction.
+CONCURRENT_ROWS: Final = 50_000
 
 UPGRADE_HINT: Final = "run msgstore db upgrade"
 
@@ -227,8 +238,23 @@ CREATE TABLE last_logins (
 );
 """
 
+#: Messages by content, so the references to one content are counted without scanning every
+#: account's messages: ``reconstruct`` checks the reference counts of the contents of each
+#: account it reconstructs (storage/postgres/reconstruct.py). When sharded by account, the
+#: count is a query on every shard, each using its part of this index.
+_V3: Final = """
+CREATE INDEX IF NOT EXISTS messages_by_sha256 ON messages(sha256);
+"""
+
 #: (version, DDL), in order. Never edit one that has shipped: append.
-MIGRATIONS: Final[tuple[tuple[int, str], ...]] = ((1, _V1), (2, _V2))
+MIGRATIONS: Final[tuple[tuple[int, str], ...]] = ((1, _V1), (2, _V2), (3, _V3))
+
+#: The indexes a migration adds to a table that may be large: version -> (index, table,
+#: columns). :func:`upgrade` builds them ``CONCURRENTLY`` before that migration when the table
+#: holds :data:`CONCURRENT_ROWS` rows or more.
+CONCURRENT_INDEXES: Final[dict[int, tuple[str, str, str]]] = {
+    3: ("messages_by_sha256", "messages", "sha256"),
+}
 
 
 async def current_version(conn: Any) -> int:
@@ -240,22 +266,79 @@ async def current_version(conn: Any) -> int:
     return int(version or 0)
 
 
-async def upgrade(conn: Any) -> list[int]:
+async def upgrade(conn: Any, *, concurrent_rows: int = CONCURRENT_ROWS) -> list[int]:
     """Apply every missing migration; returns the versions applied (empty: up to date).
 
     Each migration commits on its own, under a transaction-level advisory lock, so two
     upgrades at once (or a server starting meanwhile) never see a half-applied version.
+    Before a migration of :data:`CONCURRENT_INDEXES`, its index is built ``CONCURRENTLY``
+    when the table holds ``concurrent_rows`` rows or more (see :func:`_build_concurrently`).
+    ``conn`` must not be inside a transaction.
     """
     applied: list[int] = []
     for version, ddl in MIGRATIONS:
+        if version in CONCURRENT_INDEXES and await current_version(conn) == version - 1:
+            await _build_concurrently(conn, *CONCURRENT_INDEXES[version], concurrent_rows)
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", UPGRADE_LOCK)
             if await current_version(conn) >= version:
                 continue
+            if version in CONCURRENT_INDEXES:
+                await _drop_if_invalid(conn, CONCURRENT_INDEXES[version][0], concurrently=False)
             await conn.execute(ddl)
             await conn.execute("INSERT INTO schema_version(version) VALUES ($1)", version)
             applied.append(version)
     return applied
+
+
+async def _index_valid(conn: Any, index: str) -> bool | None:
+    """True for a usable index, False for one left invalid by a failed concurrent build,
+    None when there is none (looked up in the ``search_path``)."""
+    valid = await conn.fetchval(
+        "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)", index
+    )
+    return None if valid is None else bool(valid)
+
+
+async def _drop_if_invalid(conn: Any, index: str, *, concurrently: bool) -> None:
+    if await _index_valid(conn, index) is False:
+        how = "CONCURRENTLY " if concurrently else ""
+        await conn.execute(f"DROP INDEX {how}{_quoted(index)}")
+
+
+def _quoted(name: str) -> str:
+    if not name.isidentifier() or not name.isascii():
+        raise ValueError(f"bad identifier {name!r}")
+    return name
+
+
+async def _build_concurrently(
+    conn: Any, index: str, table: str, columns: str, threshold: int
+) -> None:
+    """Build ``index`` with ``CREATE INDEX CONCURRENTLY`` if ``table`` holds ``threshold``
+    rows or more: writers go on during the build (a plain ``CREATE INDEX`` would block them
+    until it ends). It runs outside any transaction, under a session-level advisory lock
+    that others poll for (a session waiting inside a statement would hold a snapshot the
+    build must wait for). An invalid index left by a build that failed is dropped and built
+    again. Small tables are left to the migration's transaction."""
+    big = await conn.fetchval(
+        f"SELECT count(*) FROM (SELECT 1 FROM {_quoted(table)} LIMIT $1) AS x",  # noqa: S608
+        threshold,
+    )
+    if int(big) < threshold:
+        return
+    while True:
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", INDEX_LOCK):
+            break
+        await asyncio.sleep(0.2)
+    try:
+        await _drop_if_invalid(conn, index, concurrently=True)
+        await conn.execute(
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {_quoted(index)} "
+            f"ON {_quoted(table)}({_quoted(columns)})"
+        )
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", INDEX_LOCK)
 
 
 async def check_schema(conn: Any) -> None:

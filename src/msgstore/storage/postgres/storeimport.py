@@ -22,6 +22,7 @@ from msgstore.storage.base import (
     ImportedMessage,
     NewApiToken,
     QueueEntry,
+    StoredWebSession,
 )
 from msgstore.storage.local.index import date_to_storage
 from msgstore.storage.postgres.messages import MessagesMixin
@@ -280,3 +281,63 @@ class StoreImportMixin(MessagesMixin):
             )
 
         await self._run(add)
+
+    async def set_account_created(self, account: AccountId, created: dt.datetime) -> None:
+        async def put(conn: Any) -> None:
+            done = await conn.fetchval(
+                "UPDATE accounts SET created = $2 WHERE account_id = $1 RETURNING 1",
+                account,
+                _epoch(created),
+            )
+            if done is None:
+                raise StoreError(ErrorKind.NOT_FOUND, f"No such account: #{int(account)}")
+
+        await self._run(put)
+
+    async def export_web_sessions(self) -> list[StoredWebSession]:
+        async def get(conn: Any) -> list[Any]:
+            return list(
+                await conn.fetch(
+                    "SELECT s.id_hash, a.name, s.credential, s.csrf_token, s.created, "
+                    "s.last_seen, s.address FROM web_sessions s JOIN accounts a "
+                    "ON a.account_id = s.account_id ORDER BY s.id_hash"
+                )
+            )
+
+        return [
+            StoredWebSession(
+                id_hash=str(r["id_hash"]),
+                account_name=str(r["name"]),
+                credential=str(r["credential"]),
+                csrf_token=str(r["csrf_token"]),
+                created=_utc(r["created"]),
+                last_seen=_utc(r["last_seen"]),
+                address=str(r["address"]),
+            )
+            for r in await self._run(get, write=False)
+        ]
+
+    async def import_web_session(self, account: AccountId, session: StoredWebSession) -> bool:
+        async def add(conn: Any) -> bool:
+            known = await conn.fetchval(
+                "SELECT 1 FROM accounts WHERE account_id = $1 AND NOT public", account
+            )
+            if known is None:
+                raise StoreError(ErrorKind.NOT_FOUND, f"No such account: #{int(account)}")
+            inserted = await conn.fetchval(
+                "INSERT INTO web_sessions(id_hash, account_id, credential, csrf_token, created, "
+                "last_seen, address) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+                "ON CONFLICT (id_hash) DO UPDATE SET "
+                "last_seen = greatest(web_sessions.last_seen, excluded.last_seen) "
+                "RETURNING xmax = 0",
+                session.id_hash,
+                account,
+                session.credential,
+                session.csrf_token,
+                _epoch(session.created),
+                _epoch(session.last_seen),
+                session.address,
+            )
+            return bool(inserted)
+
+        return bool(await self._run(add))
