@@ -143,6 +143,15 @@ def test_append_syncs_file_then_places_it_then_syncs_dir_then_commits_then_acks(
     _check_durable_append(calls, tree, uid, _marker(calls, "BEGIN"), _marker(calls, "ACK "))
 
 
+def test_delivery_finishing_and_appending_in_one_hop_keeps_the_order(tmp_path: Path) -> None:
+    """A delivery to one recipient (the LMTP path, ``finish_and_deliver``) hands the append
+    from the thread that fsynced the staged file straight to the index thread; the order is
+    the same as an append's: fsync(file) -> link -> fsync(dir) -> commit -> acknowledge."""
+    calls, lines, tree = _trace(tmp_path, "deliver")
+    _, uid, _ = lines[1].split()
+    _check_durable_append(calls, tree, uid, _marker(calls, "BEGIN"), _marker(calls, "ACK "))
+
+
 def test_group_commit_keeps_the_order_for_every_message_of_the_batch(tmp_path: Path) -> None:
     """Appends made at once share one index transaction (group commit): each message's staged
     file is still fsynced before its link, the directory fsynced after every link of the

@@ -16,6 +16,8 @@ Steps, per recipient and then once per message:
    domain when the list is empty), by its local part; then, if the local part is
    ``user+folder`` (plus-addressing), as ``user`` with ``folder`` as the requested mailbox
    (step 3 falls back to INBOX when it does not exist). Unknown -> ``Rejected(NOT_FOUND)``.
+   With :class:`SupportsRecipientLookup` (the local backend) the forwarding lookup below and
+   these names are one backend call.
 2. **check** the account: receiving not disabled (``Rejected(DISABLED)``); quota not already
    exceeded by a message of the announced size, or of one octet when the size is unknown
    (``Deferred(OVER_QUOTA)``; see *over quota* below). An account without limits needs no
@@ -33,7 +35,9 @@ Steps, per recipient and then once per message:
    ``deliver_many`` call when the backend has it (``storage.base.SupportsDeliverMany``: the
    local backend; INBOX is looked up inside it), else ``get_mailbox`` + ``append`` per
    mailbox, up to :data:`APPEND_CONCURRENCY` at a time (different accounts' index commits
-   overlap). The local backend stores one file hard-linked into every tree. The quota is
+   overlap). The local backend stores one file hard-linked into every tree. When nothing is
+   forwarded outside, step 4's last write, fsync and parse and this append are one call
+   (:class:`SupportsFinishAndDeliver`: for one recipient, one thread hop less). The quota is
    checked again with the real size, atomically inside the append, so racing deliveries
    cannot overshoot it.
 
@@ -74,12 +78,12 @@ import errno
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 from msgstore.core.accounts import AccountInfo, AccountKind
 from msgstore.core.address import parse_address
 from msgstore.core.errors import ErrorKind, StoreError
-from msgstore.core.ids import Uid
+from msgstore.core.ids import MailboxId, Uid
 from msgstore.core.names import INBOX, MailboxName, mailbox_name
 from msgstore.core.quota import Resource
 from msgstore.delivery import relay
@@ -114,6 +118,37 @@ _PERMANENT: Final = frozenset(
         ErrorKind.NOT_POSSIBLE,
     }
 )
+
+
+@runtime_checkable
+class SupportsRecipientLookup(Protocol):
+    """Optional backend capability: the RCPT lookups in one call (one hop to the system
+    database instead of one per forwarding key and one per candidate account name)."""
+
+    async def find_recipient(
+        self, forward_keys: Sequence[str], account_names: Sequence[str]
+    ) -> tuple[ForwardEntry | None, AccountInfo | None, int]:
+        """The forwarding entry of the first of ``forward_keys`` that has one; else the first
+        of ``account_names`` that is an account, and its position; else (None, None, -1)."""
+        ...
+
+
+@runtime_checkable
+class SupportsFinishAndDeliver(Protocol):
+    """Optional backend capability: ``staged.finish()`` and ``deliver_many`` in one call,
+    which the local backend runs with one trip through the event loop for one recipient."""
+
+    async def finish_and_deliver(
+        self,
+        staged: StagedMessage,
+        destinations: Sequence[tuple[AccountInfo, MailboxId | None]],
+        *,
+        internal_date: dt.datetime | None = None,
+        release: bool = False,
+    ) -> list[AppendResult | StoreError]:
+        """Finish ``staged`` (raising what ``finish`` raises), then what ``deliver_many``
+        does."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +257,10 @@ class DeliveryPipeline:
         self._backend = backend
         #: One call appends to every mailbox (storage.base.SupportsDeliverMany), or None.
         self._many = backend if isinstance(backend, SupportsDeliverMany) else None
+        #: The RCPT lookups in one call (SupportsRecipientLookup), or None.
+        self._lookup = backend if isinstance(backend, SupportsRecipientLookup) else None
+        #: Finish and append in one call (SupportsFinishAndDeliver), or None.
+        self._fused = backend if isinstance(backend, SupportsFinishAndDeliver) else None
         self._max_message_octets = max_message_octets
         self._over_quota_permanent = over_quota_permanent
         self._domains = frozenset(d.lower() for d in domains)
@@ -260,10 +299,17 @@ class DeliveryPipeline:
         """
         size = max(size_octets or 1, 1)
         try:
-            entry = await forwarding.find_forward(self._backend, recipient, self.is_local_domain)
+            if self._lookup is not None:
+                entry, found = await self._find(self._lookup, recipient)
+            else:
+                entry = await forwarding.find_forward(
+                    self._backend, recipient, self.is_local_domain
+                )
+                found = None if entry is not None else await self._resolve(recipient)
             if entry is not None:
                 return await self._check_forward(recipient, entry, size)
-            account, folder = await self._resolve(recipient)
+            assert found is not None
+            account, folder = found
             local = await self._check_local(recipient, account, mailbox or folder, size)
         except StoreError as exc:
             return self._failure(recipient, exc)
@@ -339,26 +385,50 @@ class DeliveryPipeline:
             return Rejected(recipient, ErrorKind.NOT_FOUND, "Forwarding leads to no destination")
         return Target(recipient, tuple(locals_), tuple(relays), tuple(expansion.forwards))
 
-    async def _resolve(self, recipient: str) -> tuple[AccountInfo, str | None]:
-        """The account, and the folder a plus-address asks for (None: INBOX)."""
-        found = await self._account(recipient)
-        if found is not None:
-            return found, None
+    async def _find(
+        self, lookup: SupportsRecipientLookup, recipient: str
+    ) -> tuple[ForwardEntry | None, tuple[AccountInfo, str | None] | None]:
+        """Step 1 in one backend call: the forwarding entry, else what :meth:`_resolve`
+        gives."""
+        names, error = self._candidates(recipient)
+        keys = forwarding.lookup_keys(recipient, self.is_local_domain)
+        entry, account, which = await lookup.find_recipient(keys, [n for n, _ in names])
+        if entry is not None:
+            return entry, None
+        if account is None:
+            raise error if error is not None else StoreError(ErrorKind.NOT_FOUND, "No such user")
+        return None, (account, names[which][1])
+
+    def _candidates(
+        self, recipient: str
+    ) -> tuple[list[tuple[str, str | None]], StoreError | None]:
+        """The account names ``recipient`` may stand for, in the order they are tried, each
+        with the folder it asks for (None: INBOX); and the error to raise when none is an
+        account, if not "No such user"."""
+        names: list[tuple[str, str | None]] = [(recipient, None)]
         local = recipient
         if "@" in recipient:
-            address = parse_address(recipient, smtputf8=not recipient.isascii())
+            try:
+                address = parse_address(recipient, smtputf8=not recipient.isascii())
+            except StoreError as exc:
+                return names, exc
             if not self.is_local_domain(address.domain):
-                raise StoreError(ErrorKind.NOT_FOUND, "No such user (not a local domain)")
+                return names, StoreError(ErrorKind.NOT_FOUND, "No such user (not a local domain)")
             local = address.local
-            found = await self._account(local)
-            if found is not None:
-                return found, None
+            names.append((local, None))
         user, plus, folder = local.partition("+")
         if plus and user and folder:
-            found = await self._account(user)
+            names.append((user, folder))
+        return names, None
+
+    async def _resolve(self, recipient: str) -> tuple[AccountInfo, str | None]:
+        """The account, and the folder a plus-address asks for (None: INBOX)."""
+        names, error = self._candidates(recipient)
+        for name, folder in names:
+            found = await self._account(name)
             if found is not None:
                 return found, folder
-        raise StoreError(ErrorKind.NOT_FOUND, "No such user")
+        raise error if error is not None else StoreError(ErrorKind.NOT_FOUND, "No such user")
 
     async def _account(self, name: str) -> AccountInfo | None:
         try:
@@ -442,7 +512,10 @@ class DeliveryPipeline:
                         await staged.write(chunk)
                 if received == 0:
                     raise StoreError(ErrorKind.PARAMS, "Message is empty")
-                await staged.finish()
+                # Nothing to queue for the relay: the append finishes the message itself.
+                fused = self._fused is not None and not any(t.relays for t in targets)
+                if not fused:
+                    await staged.finish()
                 seen = sniffer.delivered_to(self.is_local_domain)
                 done: dict[tuple[int, int], Outcome] = {}
                 queued: dict[str, Relay] = {}  # external address -> its first path
@@ -468,7 +541,7 @@ class DeliveryPipeline:
                     len(header_prefix),
                     sender or "",
                 )
-                await self._append_all(targets, outcomes, staged, internal_date, done)
+                await self._append_all(targets, outcomes, staged, internal_date, done, fused)
                 for i, target in enumerate(targets):
                     if outcomes[i] is not None:
                         continue
@@ -542,26 +615,35 @@ class DeliveryPipeline:
         staged: StagedMessage,
         internal_date: dt.datetime | None,
         done: dict[tuple[int, int], Outcome],
+        fused: bool = False,
     ) -> None:
         """Append the staged message to every distinct mailbox of the targets still open,
         :data:`APPEND_CONCURRENCY` at a time: different accounts have different indexes, and
-        their commits (and fsyncs) overlap instead of queueing one behind the other."""
+        their commits (and fsyncs) overlap instead of queueing one behind the other.
+
+        ``fused``: the message is not finished yet; the backend's ``finish_and_deliver``
+        finishes it (an error of that propagates, as from ``staged.finish()``)."""
         jobs: dict[tuple[int, int], tuple[Target, Local]] = {}
         for i, target in enumerate(targets):
             if outcomes[i] is None:
                 for local in target.locals:
                     jobs.setdefault(local.key, (target, local))
-        if self._many is not None and jobs:
+        if (self._many is not None or fused) and jobs:
             # One call for every mailbox; the staged file is not used after it.
-            results = await self._many.deliver_many(
-                staged,
-                [
-                    (local.account, None if local.mailbox is None else local.mailbox.id)
-                    for _, local in jobs.values()
-                ],
-                internal_date=internal_date,
-                release=True,
-            )
+            destinations = [
+                (local.account, None if local.mailbox is None else local.mailbox.id)
+                for _, local in jobs.values()
+            ]
+            if fused:
+                assert self._fused is not None
+                results = await self._fused.finish_and_deliver(
+                    staged, destinations, internal_date=internal_date, release=True
+                )
+            else:
+                assert self._many is not None
+                results = await self._many.deliver_many(
+                    staged, destinations, internal_date=internal_date, release=True
+                )
             for (key, (target, local)), result in zip(jobs.items(), results, strict=True):
                 if isinstance(result, AppendResult):
                     done[key] = Accepted(

@@ -1001,6 +1001,21 @@ class ChangeWatcher(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class StoredWebSession:
+    """A web session as ``msgstore store copy`` moves it: by account name, with the
+    fingerprint of the password hash it began with (``credential``), so the copy ends on the
+    same password change as the original and its cookie keeps working."""
+
+    id_hash: str
+    account_name: str
+    credential: str
+    csrf_token: str
+    created: dt.datetime  # timezone-aware, UTC (whole seconds)
+    last_seen: dt.datetime
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
 class ImportedMessage:
     """One message as ``SupportsStoreImport.import_messages`` places it: at the source's UID
     with the source's modseq, flags, internal date and UIDL."""
@@ -1065,4 +1080,18 @@ class SupportsStoreImport(Protocol):
     async def import_audit(self, records: Sequence[AuditRecord]) -> None:
         """Append records (oldest first) to the audit log in one transaction, keeping their
         timestamps."""
+        ...
+
+    async def set_account_created(self, account: AccountId, created: dt.datetime) -> None:
+        """Set an account's creation time (whole seconds, UTC). Raises NOT_FOUND."""
+        ...
+
+    async def export_web_sessions(self) -> list[StoredWebSession]:
+        """Every stored web session (also those whose password changed since), by id hash."""
+        ...
+
+    async def import_web_session(self, account: AccountId, session: StoredWebSession) -> bool:
+        """Store a session of ``account`` with its id hash, credential fingerprint, CSRF token
+        and times; False (nothing changed but ``last_seen``, which only rises) when that id
+        hash is stored already. Raises NOT_FOUND for an unknown account."""
         ...

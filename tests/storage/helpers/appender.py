@@ -39,6 +39,7 @@ import hashlib
 import os
 import random
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
@@ -47,6 +48,7 @@ from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.core.flags import DELETED, FlagOp
 from msgstore.core.ids import AccountId, MailboxId, UidSet
 from msgstore.core.names import MailboxName
+from msgstore.delivery.pipeline import Accepted, DeliveryPipeline, Target
 from msgstore.storage.base import Backend, StagedMessage, Want
 from msgstore.storage.open import open_backend
 from tests.storage.helpers.store import add_message, inbox_of, make_message
@@ -149,6 +151,8 @@ async def once(data_dir: Path, account_name: str, op: str) -> None:
             say(f"ACK {result.uid} {hashlib.sha256(data).hexdigest()}")
         elif op == "batch":
             await append_batch(backend, account, inbox, rng)
+        elif op == "deliver":
+            await deliver(backend, account_name, data)
         elif op in ("copy", "move"):
             try:
                 target = (await backend.create_mailbox(account, COPY_TARGET)).id
@@ -170,6 +174,25 @@ async def once(data_dir: Path, account_name: str, op: str) -> None:
             raise SystemExit(f"appender: unknown operation {op!r}")
     finally:
         await backend.close()
+
+
+async def deliver(backend: Backend, account_name: str, data: bytes) -> None:
+    """Deliver through the delivery pipeline (the LMTP path) to one recipient whose index is
+    already open: the local backend then writes, fsyncs and parses the message on its files
+    thread and hands the append straight to the index thread (``finish_and_deliver``)."""
+    pipeline = DeliveryPipeline(backend, max_message_octets=1 << 20)
+
+    async def source(octets: bytes) -> AsyncIterator[bytes]:
+        yield octets
+
+    warm_up = await pipeline.deliver_message([account_name], source(data + b"warm-up\r\n"))
+    assert isinstance(warm_up[0], Accepted), warm_up
+    target = await pipeline.check(account_name)
+    assert isinstance(target, Target), target
+    say("BEGIN")
+    (outcome,) = await pipeline.deliver([target], source(data))
+    assert isinstance(outcome, Accepted), outcome
+    say(f"ACK {outcome.uid} {hashlib.sha256(data).hexdigest()}")
 
 
 async def append_batch(

@@ -50,6 +50,7 @@ from msgstore.storage.base import (
     RunnerLock,
     Snapshot,
     StagedMessage,
+    StoredWebSession,
     StoreFlagsResult,
     Want,
     WebSession,
@@ -705,6 +706,88 @@ class LocalBackend:
             staged.released()
         return results
 
+    async def finish_and_deliver(
+        self,
+        staged: StagedMessage,
+        destinations: Sequence[tuple[AccountInfo, MailboxId | None]],
+        *,
+        internal_date: dt.datetime | None = None,
+        release: bool = False,
+    ) -> list[AppendResult | StoreError]:
+        """``delivery.pipeline.SupportsFinishAndDeliver``: ``staged.finish()`` then
+        :meth:`deliver_many`. For one destination whose index is open (a delivery to one
+        recipient, the common case), the files thread that writes, fsyncs and parses the
+        message hands the append straight to the index thread: one trip through the event
+        loop instead of two. The durable order is unchanged (fsync(file) before the link).
+        Raises what ``finish`` raises."""
+        if not isinstance(staged, LocalStagedMessage):
+            raise StoreError(ErrorKind.PARAMS, "The message was not staged by this store")
+        self._check_open()
+        worker = self._indexes.get(destinations[0][0].id) if len(destinations) == 1 else None
+        if worker is None:
+            await staged.finish()
+            return await self.deliver_many(
+                staged, destinations, internal_date=internal_date, release=release
+            )
+        self._indexes.move_to_end(destinations[0][0].id)
+        chunk = await staged.last_chunk()
+        when = internal_date if internal_date is not None else dt.datetime.now().astimezone()
+        mailbox = destinations[0][1]
+        loop = asyncio.get_running_loop()
+        appended: asyncio.Future[object] = loop.create_future()
+        unfinished: list[BaseException] = []  # finish failed: nothing was appended
+
+        def finish_then_append() -> None:
+            try:
+                file = staged.finish_here(chunk)
+            except BaseException as exc:
+                unfinished.append(exc)
+                loop.call_soon_threadsafe(_fail_future, appended, exc)
+                return
+            request = AppendRequest(mailbox, file, frozenset(), when, None, True, release)
+            try:
+                worker.enqueue_grouped(AccountIndex.append_batch, request, appended, loop)
+            except RuntimeError:  # the index thread was shut down (the store is closing)
+                closing = StoreError(ErrorKind.UNAVAILABLE, "Storage is shutting down")
+                loop.call_soon_threadsafe(_fail_future, appended, closing)
+
+        worker.leases += 1
+        try:
+            self._files.submit(finish_then_append)
+            try:
+                result = await appended
+            except StoreError as exc:
+                if unfinished:
+                    raise  # as finish() would
+                return [exc]
+        finally:
+            worker.leases -= 1
+            self._evict()
+        assert isinstance(result, AppendResult)
+        if release:
+            staged.released()
+        return [result]
+
+    def _open_delivery_index(self, info: AccountInfo) -> AccountIndex:
+        """Open an index for deliveries only (no recovery: see ``AccountIndex``), usable
+        from any thread, its quota limits mirrored from system.db."""
+        index = AccountIndex(
+            info.id,
+            self._tree(info.id),
+            self._ops,
+            self._changed,
+            expunged_keep=self._expunged_keep,
+            recover=False,
+            any_thread=True,
+        )
+        try:
+            # Mirror the limits of system.db, as when an index is opened for good.
+            index.sync_limits(info.storage_limit_kib, info.message_limit)
+        except BaseException:
+            index.close()
+            raise
+        return index
+
     def _put_spare(self, account: AccountId, index: AccountIndex) -> None:
         """Keep ``index`` open for the next fan-out; close what falls out (on this thread)."""
         surplus: list[AccountIndex] = []
@@ -750,17 +833,7 @@ class LocalBackend:
                     index.close()
                     index = None
                 if index is None:
-                    index = AccountIndex(
-                        info.id,
-                        self._tree(info.id),
-                        self._ops,
-                        self._changed,
-                        expunged_keep=self._expunged_keep,
-                        recover=False,
-                        any_thread=True,
-                    )
-                    # Mirror the limits of system.db, as when an index is opened for good.
-                    index.sync_limits(info.storage_limit_kib, info.message_limit)
+                    index = self._open_delivery_index(info)
                 got = index.append_batch([requests[i] for i in positions])
                 self._put_spare(info.id, index)
             except (sqlite3.Error, OSError, StoreError) as exc:
@@ -1043,6 +1116,17 @@ class LocalBackend:
 
         await self._sys(storeimport.import_audit, list(records))
 
+    async def set_account_created(self, account: AccountId, created: dt.datetime) -> None:
+        from msgstore.storage.local import storeimport
+
+        await self._sys(storeimport.set_account_created, int(account), created)
+
+    async def export_web_sessions(self) -> list[StoredWebSession]:
+        return await self._sys(web_store.export_web_sessions)
+
+    async def import_web_session(self, account: AccountId, session: StoredWebSession) -> bool:
+        return await self._sys(web_store.import_web_session, int(account), session)
+
     # --- forwarding and the relay queue (storage/local/relay.py) -------------------------------
 
     async def put_forward(
@@ -1054,6 +1138,13 @@ class LocalBackend:
 
     async def get_forward(self, address: str) -> ForwardEntry:
         return await self._sys(relay_store.get_forward, address)
+
+    async def find_recipient(
+        self, forward_keys: Sequence[str], account_names: Sequence[str]
+    ) -> tuple[ForwardEntry | None, AccountInfo | None, int]:
+        """``delivery.pipeline.SupportsRecipientLookup``: a recipient's forwarding entry or
+        account in one system-db call (``relay.find_recipient``)."""
+        return await self._sys(relay_store.find_recipient, list(forward_keys), list(account_names))
 
     async def list_forwards(self) -> list[ForwardEntry]:
         return await self._sys(relay_store.list_forwards)
@@ -1275,6 +1366,11 @@ class LocalBackend:
         self, account: AccountId, mailbox: MailboxId
     ) -> AbstractAsyncContextManager[ChangeWatcher]:
         return self._watch(account, mailbox)
+
+
+def _fail_future(future: asyncio.Future[object], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
 def _close_index(index: AccountIndex) -> None:

@@ -197,14 +197,26 @@ class Worker(Generic[S]):
             raise StoreError(ErrorKind.UNAVAILABLE, "Storage is shutting down")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
+        self.enqueue_grouped(fn, item, future, loop)
+        result = await future
+        return result  # type: ignore[return-value]
+
+    def enqueue_grouped(
+        self,
+        fn: Callable[[S, list[ItemT]], list[ResultT | StoreError]],
+        item: ItemT,
+        future: asyncio.Future[object],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """:meth:`run_grouped` from any thread: queue ``item``; ``future`` (of ``loop``) gets
+        its result or error on the loop. Lets another worker thread hand its result on to
+        this one without a trip through the event loop."""
         with self._queue_lock:
             self._queued.append((item, future))
             start = not self._drain_queued
             self._drain_queued = True
         if start:
             self._executor.submit(self._drain, fn, loop)
-        result = await future
-        return result  # type: ignore[return-value]
 
     def _drain(
         self,

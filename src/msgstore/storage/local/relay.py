@@ -27,6 +27,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Final
 
+from msgstore.core.accounts import AccountInfo
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.storage.base import ForwardEntry, QueueEntry
 from msgstore.storage.local import files
@@ -116,6 +117,28 @@ def get_forward(db: SystemDb, address: str) -> ForwardEntry:
     if row is None:
         raise StoreError(ErrorKind.NOT_FOUND, f"No forwarding entry for {address}")
     return _forward(row)
+
+
+def find_recipient(
+    db: SystemDb, forward_keys: Sequence[str], account_names: Sequence[str]
+) -> tuple[ForwardEntry | None, AccountInfo | None, int]:
+    """One delivery recipient in one call (the RCPT check): the forwarding entry of the first
+    of ``forward_keys`` that has one; else the first of ``account_names`` that is an account,
+    and its position; else (None, None, -1). Forwarding comes first, as for ``get_forward``
+    then ``get_account``."""
+    for key in forward_keys:
+        row = db.conn.execute(
+            _SELECT_FORWARD + "WHERE address_key = ?", (key.casefold(),)
+        ).fetchone()
+        if row is not None:
+            return _forward(row), None, -1
+    for i, name in enumerate(account_names):
+        try:
+            return None, db.get_account(name), i
+        except StoreError as exc:
+            if exc.kind is not ErrorKind.NOT_FOUND:
+                raise
+    return None, None, -1
 
 
 def list_forwards(db: SystemDb) -> list[ForwardEntry]:

@@ -79,12 +79,33 @@ class LocalStagedMessage:
             await self._in_thread(self._spill, chunk)
 
     async def finish(self) -> None:
+        chunk = await self.last_chunk()
+        self._result = await self._in_thread(self._finish, chunk)
+
+    async def last_chunk(self) -> bytes:
+        """The first half of :meth:`finish`, on the event loop: the octets still to write
+        (size limit checked). :meth:`finish_here` on a worker thread is the second half."""
         self._check_open()
         tail = self._normalizer.finish()
         await self._grow(len(tail))
         chunk = bytes(self._buffer) + tail
         self._buffer.clear()
-        self._result = await self._in_thread(self._finish, chunk)
+        return chunk
+
+    def finish_here(self, chunk: bytes) -> StagedFile:
+        """The second half of :meth:`finish`, on the calling (worker) thread: write ``chunk``,
+        fsync, parse; on failure the temp file is removed and the error kept, as by
+        :meth:`finish`."""
+        try:
+            self._result = self._finish(chunk)
+        except (OSError, StoreError) as exc:
+            err = store_error(exc, damaged_text="")
+            if err.kind is ErrorKind.INTERNAL:
+                raise
+            self._error = err
+            self._remove()
+            raise err from exc
+        return self._result
 
     def released(self) -> None:
         """The store removed the finished temp file itself (``deliver_many(release=True)``,
