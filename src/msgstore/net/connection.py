@@ -24,7 +24,15 @@ Input:
 - At most ``max_buffered_octets`` of received data is held; beyond it the transport stops
   reading until the session consumes lines (a pipelining client is throttled, not buffered).
 
-Output: :meth:`Connection.write` and :meth:`Connection.drain` (see ``net/stream.py``).
+Output: :meth:`Connection.write` queues a reply; what a session writes before it next yields
+to the event loop leaves in one send (the replies to a pipelined batch of commands, the
+pieces of a RETR), and :meth:`Connection.drain` hands it over early once
+:data:`FLUSH_OCTETS` have collected, then waits while the client does not keep up (see
+``net/stream.py``).
+
+Cost per command matters here (a POP3 download is a few thousand of them): a line already
+buffered is returned without waiting, and the read deadline is kept by one timer per
+connection that is re-armed only when it fires (not one ``asyncio.timeout`` per line).
 
 TLS: :meth:`Connection.start_tls` upgrades in place (STLS/STARTTLS). The caller must first check
 :meth:`Connection.pending_input` and refuse when the client pipelined anything behind the
@@ -34,6 +42,7 @@ command.
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -47,6 +56,9 @@ from msgstore.net.stream import StreamConnection, StreamService
 
 #: Most octets one :meth:`Connection.read_chunk` returns.
 CHUNK_OCTETS: Final = 256 * 1024
+#: Octets of replies collected before :meth:`Connection.drain` hands them to the transport
+#: (and waits for the client to keep up) without waiting for the session to yield.
+FLUSH_OCTETS: Final = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +98,30 @@ class Connection(StreamConnection):
         )
         self._limits = limits
         self._reader = LineReader(limits.max_line_octets)
+        # The read deadline (loop time; inf while no read waits) and the one timer that
+        # enforces it: re-armed only when it fires early or a read needs an earlier deadline.
+        self._deadline = math.inf
+        self._timer: asyncio.TimerHandle | None = None
+        # Replies written and not yet handed to the transport (see write()).
+        self._out: list[bytes] = []
+        self._out_octets = 0
 
     # --- StreamConnection ---------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        self._reader.feed(data)
-        self.maybe_pause_reading()
-        self.wake_reader()
+        reader = self._reader
+        reader.feed(data)
+        if reader.pending() > self._limits.max_buffered_octets:
+            self.maybe_pause_reading()
+        waiter = self._data_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().connection_lost(exc)
 
     def pending_input(self) -> int:
         """Octets received after the last line handed out (plaintext-injection check)."""
@@ -104,6 +133,53 @@ class Connection(StreamConnection):
     def _input_drained(self) -> bool:
         return self._reader.pending() <= self._limits.max_buffered_octets // 2
 
+    # --- output -------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Queue octets for the client.
+
+        They reach the transport when the session next yields to the event loop (waiting for
+        input, for the store, in :meth:`drain`), or in :meth:`drain` once
+        :data:`FLUSH_OCTETS` have collected: the replies to the commands of one pipelined
+        batch leave in one send, as Dovecot's corked output does.
+        """
+        if not data or self._lost:
+            return
+        out = self._out
+        if not out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        out.append(data)
+        self._out_octets += len(data)
+
+    def _flush(self) -> None:
+        out = self._out
+        if out:
+            self._out = []
+            self._out_octets = 0
+            if len(out) == 1:
+                super().write(out[0])
+            else:
+                self.writelines(out)
+
+    async def drain(self) -> None:
+        if self._out_octets >= FLUSH_OCTETS:
+            self._flush()
+        if self._write_paused or self._lost:
+            await super().drain()
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        self._flush()  # the reply to STLS/STARTTLS goes out in plaintext
+        await super().start_tls(context)
+
+    def close(self) -> None:
+        self._flush()
+        super().close()
+
+    def abort(self) -> None:
+        self._out.clear()
+        self._out_octets = 0
+        super().abort()
+
     # --- input --------------------------------------------------------------------------------
 
     async def read_line(self, within: float) -> bytes | LineEvent:
@@ -111,8 +187,15 @@ class Connection(StreamConnection):
 
         See the module docstring for what it raises.
         """
+        take = self._reader.next_line
+        ready = None if self.service_closing else take()
+        if ready is not None:  # already buffered (a pipelining client): no deadline, no wait
+            if self._read_paused:
+                self.maybe_resume_reading()
+            self.live.command()
+            return ready
         try:
-            line: bytes | LineEvent = await self._read(within, self._reader.next_line)
+            line: bytes | LineEvent = await self._wait_for(within, take)
         except TimeoutError:
             raise TimeoutError(f"no complete line within {within:g}s") from None
         self.live.command()
@@ -147,18 +230,60 @@ class Connection(StreamConnection):
             self._reader.feed(data + later)
 
     async def _read(self, within: float, take: Callable[[], _T | None]) -> _T:
-        """The first non-None ``take()``, waiting for input in between."""
-        async with asyncio.timeout(within):
+        """The first non-None ``take()``, waiting for input in between, until ``within``
+        seconds from now (TimeoutError)."""
+        item = None if self.service_closing else take()
+        if item is not None:
+            self.maybe_resume_reading()
+            return item
+        return await self._wait_for(within, take)
+
+    async def _wait_for(self, within: float, take: Callable[[], _T | None]) -> _T:
+        """:meth:`_read` once ``take()`` has returned None: wait for input, then take again.
+
+        The deadline is enforced by one timer per connection, not one per read: a read only
+        stamps its deadline, and the timer, when it fires, either wakes the read (its deadline
+        has passed) or is set again for the deadline of the read waiting now. So a session
+        reading thousands of commands arms the timer about once per timeout period.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        self._deadline = deadline
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, self._deadline_passed)
+        try:
             while True:
+                if self.service_closing:
+                    raise ServiceClosingError
+                if self.at_end:
+                    raise ConnectionClosedError
+                if loop.time() >= deadline:
+                    raise TimeoutError
+                await self.wait_input()
                 if self.service_closing:
                     raise ServiceClosingError
                 item = take()
                 if item is not None:
                     self.maybe_resume_reading()
                     return item
-                if self.at_end:
-                    raise ConnectionClosedError
-                await self.wait_input()
+        finally:
+            self._deadline = math.inf
+
+    def _deadline_passed(self) -> None:
+        """The timer fired: wake a read whose deadline has come (it raises TimeoutError),
+        or wait on for the deadline of the read now waiting, if any."""
+        self._timer = None
+        deadline = self._deadline
+        if deadline == math.inf:
+            return  # no read is waiting; the next one arms the timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() >= deadline:
+            self.wake_reader()
+        else:
+            self._timer = loop.call_at(deadline, self._deadline_passed)
 
     @property
     def max_line_octets(self) -> int:

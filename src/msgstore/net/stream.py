@@ -214,6 +214,16 @@ class StreamConnection(asyncio.Protocol, abc.ABC):
         if self._transport is not None and not self._lost and not self._transport.is_closing():
             self._transport.write(self._outgoing(data))
 
+    def writelines(self, chunks: Sequence[bytes]) -> None:
+        """Queue several pieces at once: one send, without joining them first where the
+        event loop can (uvloop writes them with one ``writev``)."""
+        transport = self._transport
+        if transport is not None and not self._lost and not transport.is_closing():
+            if type(self)._outgoing is StreamConnection._outgoing:
+                transport.writelines(chunks)
+            else:
+                transport.write(self._outgoing(b"".join(chunks)))
+
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark.
 

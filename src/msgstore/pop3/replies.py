@@ -45,10 +45,13 @@ class DotStuffer:
         return END if self._at_line_start else b"\r\n" + END
 
 
-def whole_reply(first: bytes, text: bytes) -> bytes:
-    """A multi-line reply of a text held whole (RETR from the read-ahead), for one write."""
+def write_whole(conn: Connection, first: bytes, text: bytes) -> None:
+    """A multi-line reply of a text held whole (RETR from the read-ahead): its pieces leave
+    in one send, without being joined into one more copy of the text first."""
     stuffer = DotStuffer()
-    return b"".join((first, stuffer.stuff(text), stuffer.end()))
+    conn.write(first)
+    conn.write(stuffer.stuff(text))
+    conn.write(stuffer.end())
 
 
 async def send_lines(conn: Connection, first: bytes, lines: Iterable[bytes]) -> None:

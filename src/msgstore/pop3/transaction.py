@@ -23,7 +23,7 @@ from msgstore.mime.partmap import PartMap
 from msgstore.net.connection import ConnectionClosedError
 from msgstore.pop3.errors import Refusal
 from msgstore.pop3.maildrop import Entry
-from msgstore.pop3.replies import ok, send_lines, send_stream, whole_reply
+from msgstore.pop3.replies import ok, send_lines, send_stream, write_whole
 from msgstore.pop3.session import Session
 from msgstore.pop3.syntax import Command, arity, number
 from msgstore.storage.base import BodyReader, Want
@@ -95,7 +95,7 @@ async def retr(session: Session, cmd: Command) -> None:
     ahead = session.read_ahead
     body = await ahead.body(drop, n, entry, limit) if ahead is not None and limit else None
     if body is not None:
-        session.send(whole_reply(ok(f"{entry.size} octets"), body))
+        write_whole(session.conn, ok(f"{entry.size} octets"), body)
     else:
         await _send_body(session, entry, None)
     entry.retrieved = True
