@@ -10,6 +10,7 @@
     python -m bench.pop3 --dovecot             # a throw-away Dovecot pop3 (Debian
                                                # dovecot-pop3d), the same messages in a Maildir
     python -m bench.pop3 --dovecot --maildir cur   # ... already moved to cur/, sizes in names
+    python -m bench.pop3 --dovecot --dovecot-hash plain   # {PLAIN} password, no argon2id
 
 Against its own server the benchmark creates a temporary data directory, a POP-only account
 and the messages (through the delivery pipeline, each durable), starts ``msgstore serve`` as a
@@ -22,9 +23,11 @@ the server's CPU time (user + system of its processes and their reaped children,
 
 With ``--dovecot`` the same messages are written into ``new/`` of a Maildir under a temporary
 directory (as an MTA would leave them) and Dovecot's pop3 runs as shipped with only what a
-throw-away instance needs: passwd-file with a ``{PLAIN}`` password, ``ssl = no``,
+throw-away instance needs (bench/dovecot.py): passwd-file with the same argon2id hash msgstore
+stores (``--dovecot-hash plain``: a ``{PLAIN}`` password), ``ssl = no``,
 ``mail_location = maildir:~/Maildir``, one free loopback port (run as root; the mail belongs
-to ``nobody``). Its CPU time is that of the ``pop3`` process serving the session.
+to ``nobody``). Its CPU time is that of the Dovecot master and all its processes (``pop3``,
+``pop3-login``, ``auth``), like msgstore's whole ``serve`` process.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+from bench import dovecot
+from bench.dovecot import DovecotServer
 
 #: One 10 KB message body line pattern (72 characters + CRLF, like ordinary mail).
 LINE = b"The quick brown fox jumps over the lazy dog while the POP3 server sends it.\r\n"
@@ -269,69 +275,32 @@ def settled_cpu(pid: int, timeout: float = 10.0) -> float:
 
 
 def dovecot_server(
-    messages: int, size: int, password: str, subdir: str
-) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """Dovecot's pop3 as shipped, Maildir, one passwd-file user ``bench``, everything under a
-    temp directory; run as root (the mail belongs to ``nobody``). ``subdir`` ``new``: plain
-    file names, as an MTA leaves them (Dovecot renames them into ``cur/`` at the first login);
-    ``cur``: already seen by a mail reader, ``,S=<size>`` in the name (no stat needed)."""
-    import pwd
+    messages: int, size: int, password: str, subdir: str, scheme: str
+) -> DovecotServer:
+    """Dovecot's pop3 as shipped (bench/dovecot.py), Maildir, one passwd-file user ``bench``,
+    everything under a temp directory; run as root (the mail belongs to ``nobody``).
+    ``subdir`` ``new``: plain file names, as an MTA leaves them (Dovecot renames them into
+    ``cur/`` at the first login); ``cur``: already seen by a mail reader, ``,S=<size>`` in the
+    name (no stat needed), not flagged ``\\Seen``. ``scheme`` ``argon2id``: the password hash
+    msgstore stores (so both servers verify the same argon2id hash at login); ``plain``:
+    ``{PLAIN}``, no hashing at all."""
+    from msgstore.auth.passwords import hash_password
 
-    if not Path("/usr/lib/dovecot/pop3").exists():
+    if not dovecot.available("pop3"):
         raise RuntimeError("Dovecot's pop3 is missing: apt-get install dovecot-pop3d")
     root = Path(tempfile.mkdtemp(prefix="dovecot-bench-pop3-"))
-    root.chmod(0o755)
-    nobody = pwd.getpwnam("nobody")
-    for sub in ("run", "state", "mail"):
-        (root / sub).mkdir()
-    maildir = root / "mail" / "bench" / "Maildir"
-    for sub in ("cur", "new", "tmp"):
-        (maildir / sub).mkdir(parents=True)
-    base = int(time.time()) - 3600
-    for i in range(messages):
-        data = make_message(i, size)
-        if subdir == "new":
-            (maildir / "new" / f"{base + i}.M{i}P1.bench").write_bytes(data)
-        else:
-            (maildir / "cur" / f"{base + i}.M{i}P1.bench,S={len(data)}:2,").write_bytes(data)
-    for path in (root / "mail", *(root / "mail").rglob("*")):
-        os.chown(path, nobody.pw_uid, nobody.pw_gid)
-    users = root / "users"
-    users.write_text(f"bench:{{PLAIN}}{password}::::::\n")
-    users.chmod(0o600)
-    internal = pwd.getpwnam("dovecot")
-    os.chown(users, internal.pw_uid, internal.pw_gid)
-    port = free_port()
-    ids = f"uid={nobody.pw_uid} gid={nobody.pw_gid}"
-    (root / "dovecot.conf").write_text(
-        f"protocols = pop3\nlisten = 127.0.0.1\nbase_dir = {root}/run\n"
-        f"state_dir = {root}/state\ninstance_name = bench-pop3-{port}\n"
-        f"log_path = {root}/dovecot.log\nssl = no\ndisable_plaintext_auth = no\n"
-        f"mail_location = maildir:~/Maildir\n"
-        f"mail_uid = {nobody.pw_uid}\nmail_gid = {nobody.pw_gid}\nfirst_valid_uid = 1\n"
-        f"passdb {{\n  driver = passwd-file\n  args = {users}\n}}\n"
-        "userdb {\n  driver = static\n"
-        f"  args = {ids} home={root}/mail/%u\n}}\n"
-        "service pop3-login {\n  inet_listener pop3 {\n    address = 127.0.0.1\n"
-        f"    port = {port}\n  }}\n  inet_listener pop3s {{\n    port = 0\n  }}\n}}\n"
-    )  # fmt: skip
-    proc = subprocess.Popen(
-        ["/usr/sbin/dovecot", "-F", "-c", str(root / "dovecot.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                if sock.recv(100).startswith(b"+OK"):
-                    return proc, port, root
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"dovecot did not start (see {root}/dovecot.log)")
-        time.sleep(0.1)
+    try:
+        dovecot.write_maildir(
+            root / "mail" / "bench",
+            (make_message(i, size) for i in range(messages)),
+            subdir=subdir,
+            flags="",
+        )
+        stored = hash_password(password) if scheme == "argon2id" else f"{{PLAIN}}{password}"
+        return DovecotServer.start(root, {"bench": stored}, protocol="pop3")
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,6 +326,13 @@ def main(argv: list[str] | None = None) -> int:
         help="own server: [server] event_loop (default: the default, auto)",
     )
     parser.add_argument(
+        "--dovecot-hash",
+        choices=("argon2id", "plain"),
+        default="argon2id",
+        help="with --dovecot: the stored password, msgstore's argon2id hash (default, the same "
+        "verification work at login) or {PLAIN}",
+    )
+    parser.add_argument(
         "--maildir",
         choices=("new", "cur"),
         default="new",
@@ -368,8 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     host = args.host
     if args.dovecot:
         host, user, password = "127.0.0.1", "bench", "bench-password"
-        proc, port, root = dovecot_server(args.messages, args.size, password, args.maildir)
-        label = f"dovecot (Maildir {args.maildir}/)"
+        server = dovecot_server(
+            args.messages, args.size, password, args.maildir, args.dovecot_hash
+        )
+        proc, port, root = server.proc, server.port, server.root
+        label = f"dovecot (Maildir {args.maildir}/, {args.dovecot_hash})"
     elif args.port is None:
         proc, port, root = own_server(args.messages, args.size, args.read_ahead, args.event_loop)
         host, user, password = "127.0.0.1", "bench", "bench-password"
