@@ -2,7 +2,7 @@
 
 The format and the runner are in tests/conversations/script.py (STYLE.md §14.1). Scripts share
 one real ``msgstore serve`` (each creates its own users with unique names); a script with a
-``config:`` header gets a dedicated server with those settings.
+``config:`` header gets a dedicated server with those settings, serving its protocol only.
 """
 
 from __future__ import annotations
@@ -42,9 +42,11 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Msgstore
 def test_conversation(path: Path, shared_server: MsgstoreServer, tmp_path: Path) -> None:
     script = parse_script(path)
     if script.config:
+        # Only the script's own service: each listener set up is start-up time, and a
+        # script talks to nothing else.
         server = MsgstoreServer.start(
             tmp_path / "server",
-            services=SERVICES,
+            services=(script.protocol,),
             config={"auth.scram_sha_256": True, **dedicated_settings(script)},
         )
         try:

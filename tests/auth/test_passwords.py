@@ -83,10 +83,10 @@ def test_argon2_hashes_with_absurd_costs_are_refused_unverified() -> None:
     real = argon2.PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
     huge_memory = real.replace("m=8192", "m=4194304")
     many_passes = real.replace("t=1", "t=1000")
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other test workers share the cores
     assert not verify_password(PASSWORD, ARGON2ID_PREFIX + huge_memory).ok
     assert not verify_password(PASSWORD, ARGON2ID_PREFIX + many_passes).ok
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 # --- crypt(3) family via crypt_r --------------------------------------------------------
@@ -292,9 +292,9 @@ def test_non_unicode_passwords() -> None:
 def _best_of(runs: int, func: Callable[[], object]) -> float:
     best = float("inf")
     for _ in range(runs):
-        start = time.perf_counter()
+        start = time.process_time()  # CPU time: other test workers share the cores
         func()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
     return best
 
 

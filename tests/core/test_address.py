@@ -198,12 +198,13 @@ def test_reverse_path_null_is_none() -> None:
 
 
 def test_long_hostile_input_is_refused_at_once() -> None:
-    """A megabyte of quotes or dots is refused without scanning it."""
-    start = time.perf_counter()
+    """A megabyte of quotes or dots is refused without scanning it (CPU time of this process:
+    other test workers share the cores)."""
+    start = time.process_time()
     for text in ('"' * 1_000_000, "." * 1_000_000, "<" + "@a," * 300_000 + ">"):
         with pytest.raises(StoreError, match="longer than 256 octets"):
             parse_address(text)
-    assert time.perf_counter() - start < 0.5
+    assert time.process_time() - start < 0.5
 
 
 local_atom = st.text(alphabet="abcXYZ019!#$%&'*+-/=?^_`{|}~", min_size=1, max_size=8)

@@ -181,12 +181,13 @@ def test_matcher_agrees_with_a_regex_oracle(pattern: str, name: str) -> None:
 
 
 def test_pathological_pattern_is_linear() -> None:
-    """A pattern that makes backtracking matchers exponential finishes at once."""
+    """A pattern that makes backtracking matchers exponential finishes at once (CPU time:
+    other test workers share the cores)."""
     name = "a" * 100_000
-    start = time.perf_counter()
+    start = time.process_time()
     assert not match_pattern("*a*a*a*a*a*a*a*b", name)
     assert not match_pattern("%a%a%a%a%a%a%a%b", name)
     assert match_pattern("*a*a*a*a*a*a*a*", name)
     long_pattern = "*a" * 2000 + "b"
     assert not match_pattern(long_pattern, "a" * MAX_NAME_OCTETS)
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0

@@ -107,13 +107,14 @@ def test_resolve_replaces_star_and_merges() -> None:
 
 
 def test_hundred_thousand_ranges_parse_in_linear_time() -> None:
-    """100,000 comma-separated ranges parse quickly (RELIABILITY §7 case 10)."""
+    """100,000 comma-separated ranges parse quickly (RELIABILITY §7 case 10); CPU time, as
+    other test workers share the cores."""
     text = b",".join(b"%d:%d" % (i, i + 1) for i in range(1, 200_001, 2))
-    start = time.perf_counter()
+    start = time.process_time()
     s = sequence_set(A(text))
     assert len(s.ranges) == 100_000
     assert s.resolve(10**6) == ((1, 200_000),)
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
 
 
 @given(st.lists(st.tuples(st.integers(1, 2**32 - 1), st.integers(1, 2**32 - 1)), min_size=1))

@@ -206,11 +206,9 @@ def test_thousand_message_two_way_sync_converges(
     write_rc(rc, server, user, near.root, "LOGIN")
     model = Model()
 
-    far_digests: list[str] = []
-    for n in range(600):
-        raw = mail("far", n)
-        server.admin.deliver(user.name, raw.replace(b"\n", b"\r\n"))
-        far_digests.append(model.add("INBOX", raw))
+    far_mail = [mail("far", n) for n in range(600)]
+    server.admin.deliver_many(user.name, (raw.replace(b"\n", b"\r\n") for raw in far_mail))
+    far_digests = [model.add("INBOX", raw) for raw in far_mail]
     near_digests: list[str] = []
     for n in range(400):
         letters = "S" if n % 2 else ""

@@ -20,7 +20,9 @@ import datetime as dt
 import email.header
 import email.utils
 import random
+import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final, cast
 
@@ -28,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conversations.harness import LineClient, MsgstoreServer
+from tests.conversations.harness import LineClient, MsgstoreServer, User
 from tests.imap_clients.conftest import client, exchange, raw
 
 WORDS: Final = [
@@ -341,20 +343,50 @@ class Mailbox:
         return f"<mailbox of {len(self.refs)} messages>"
 
 
+APPENDERS: Final = 8
+
+
+def _append_all(
+    server: MsgstoreServer,
+    user: User,
+    messages: list[tuple[bytes, dt.datetime, list[str]]],
+    appended: dict[int, tuple[bytes, dt.datetime]],
+) -> None:
+    """APPEND ``messages`` over several sessions at once (the store's group commit makes that
+    several times faster than one after another); ``appended`` maps each UID (from
+    APPENDUID) to its message and internal date."""
+
+    def one_session(share: list[tuple[bytes, dt.datetime, list[str]]]) -> None:
+        with client(server, user) as c:
+            for raw_msg, internal, flags in share:
+                reply = c.append(
+                    "INBOX", raw_msg, flags=[f.encode() for f in flags], msg_time=internal
+                )
+                code = re.search(rb"APPENDUID \d+ (\d+)", reply)
+                assert code is not None, reply
+                appended[int(code[1])] = (raw_msg, internal)
+
+    with ThreadPoolExecutor(APPENDERS) as pool:
+        for done in [pool.submit(one_session, messages[i::APPENDERS]) for i in range(APPENDERS)]:
+            done.result()
+
+
 @pytest.fixture(scope="module")
 def mailbox(clients_server: MsgstoreServer) -> Iterator[Mailbox]:
     user = clients_server.admin.add_user("searcher")
     rng = random.Random(20240101)
-    appended: list[tuple[bytes, dt.datetime]] = []
+    built = []
+    for n in range(200):
+        raw_msg, internal = build(n, rng)
+        chosen = [f for f in SYSTEM_FLAGS + KEYWORDS if rng.random() < 0.3]
+        built.append((raw_msg, internal, chosen))
+    appended: dict[int, tuple[bytes, dt.datetime]] = {}
     with client(clients_server, user) as c:
-        for n in range(200):
-            raw_msg, internal = build(n, rng)
-            chosen = [f for f in SYSTEM_FLAGS + KEYWORDS if rng.random() < 0.3]
-            if n == 100:  # the first hundred stop being \Recent for later sessions
-                c.select_folder("INBOX")
-                c.unselect_folder()
-            c.append("INBOX", raw_msg, flags=[f.encode() for f in chosen], msg_time=internal)
-            appended.append((raw_msg, internal))
+        _append_all(clients_server, user, built[:100], appended)
+        c.select_folder("INBOX")  # the first hundred stop being \Recent for later sessions
+        c.unselect_folder()
+        _append_all(clients_server, user, built[100:], appended)
+    assert len(appended) == 200
     with client(clients_server, user) as c:
         c.select_folder("INBOX", readonly=True)  # claims nothing
     conn = raw(clients_server, user)
@@ -373,7 +405,7 @@ def mailbox(clients_server: MsgstoreServer) -> Iterator[Mailbox]:
         modseq = int(line.split(b"MODSEQ (")[1].split(b")")[0])
         flag_text = line.split(b"FLAGS (")[1].split(b")")[0].decode()
         flags = frozenset(f.lower() for f in flag_text.split())
-        raw_msg, internal = appended[uid - 1]
+        raw_msg, internal = appended[uid]
         refs.append(
             Ref(
                 uid,

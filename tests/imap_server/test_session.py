@@ -287,18 +287,20 @@ def test_acl_no_lookup_right_looks_nonexistent(imap_server: MsgstoreServer) -> N
 
 
 def test_idle_sees_delivery_within_a_second(imap_server: MsgstoreServer, user: User) -> None:
-    """IDLE pushes EXISTS for a message delivered by another process within 1 s."""
+    """IDLE pushes EXISTS for a message delivered by another process within 1 s of the
+    delivery's commit (the delivery itself, fsyncs included, is not counted: a loaded machine
+    stretches it; without a wake-up the EXISTS would never come)."""
     with IMAPClient("127.0.0.1", port=imap_server.port("imap.listen"), ssl=False) as c:
         c.login(user.name, user.password)
         c.select_folder("INBOX")
         c.idle()
-        start = time.monotonic()
         imap_server.admin.deliver(user.name, message("while idling"))
+        delivered = time.monotonic()
         responses = c.idle_check(timeout=3)
-        elapsed = time.monotonic() - start
+        elapsed = time.monotonic() - delivered
         c.idle_done()
         assert (1, b"EXISTS") in responses
-        assert elapsed < 1.5
+        assert elapsed < 1.0
 
 
 def test_no_expunge_during_fetch(imap_server: MsgstoreServer, user: User) -> None:

@@ -127,12 +127,18 @@ def test_account_limit_holds_across_workers_and_imap_pop3(two_workers: MsgstoreS
     assert pop3_login(p, user.name, user.password).startswith(b"+OK")
     refused_in_both_workers(two_workers, user, source)
     held[0][0].close()  # an IMAP connection ends: its slot frees, POP3 now gets refused
-    time.sleep(0.2)
-    q, _ = pop3(two_workers, source)
-    reply = pop3_login(q, user.name, user.password)
-    # One slot was free, but the maildrop lock holds the second POP3 session off.
+    # One slot is free once the server has seen the close, but the maildrop lock holds the
+    # second POP3 session off.
+    deadline = time.monotonic() + 10
+    while True:
+        q, _ = pop3(two_workers, source)
+        reply = pop3_login(q, user.name, user.password)
+        q.close()
+        if b"Too many connections" not in reply or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert reply.startswith(b"-ERR [IN-USE]"), reply
-    q.close()
+    assert b"Too many connections" not in reply, reply
     c = imap(two_workers, source)
     assert imap_login(c, user).startswith(b"a1 OK")  # the freed slot
     d = imap(two_workers, source)
@@ -202,8 +208,16 @@ def test_address_limit_before_login_counts_imap_and_pop3(two_workers: MsgstoreSe
         assert greeting.startswith(b"-ERR [SYS/TEMP] Too many connections"), greeting
         p.close()
     waiting.pop().close()
-    time.sleep(0.2)
-    c = imap(two_workers, source)  # a slot is free again
+    # A slot is free again once the server has seen the close.
+    deadline = time.monotonic() + 10
+    while True:
+        c = LineClient(two_workers.port("imap.listen"), source=source)
+        greeting = c.read_line() or b""
+        if greeting.startswith(b"* OK") or time.monotonic() > deadline:
+            break
+        c.close()
+        time.sleep(0.05)
+    assert greeting.startswith(b"* OK"), greeting
     waiting.append(c)
     for c in waiting:
         c.close()

@@ -106,8 +106,7 @@ def test_expunges_in_two_sessions_while_a_third_uses_sequence_numbers(
 ) -> None:
     server = workers_server
     user = server.admin.add_user("race")
-    for i in range(40):
-        server.admin.deliver(user.name, message(f"race {i}"))
+    server.admin.deliver_many(user.name, (message(f"race {i}") for i in range(40)))
     target = Target("127.0.0.1", server.port("imap.listen"), user.name, user.password)
 
     async def run() -> tuple[list[str], int, int]:

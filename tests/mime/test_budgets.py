@@ -15,9 +15,9 @@ SECONDS = 5.0  # generous: each case takes well under a second on a laptop
 
 
 def timed(data: bytes) -> ParsedMessage:
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other test workers share the cores
     parsed = parse_message(data)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert elapsed < SECONDS, f"took {elapsed:.2f}s"
     return parsed
 

@@ -60,9 +60,9 @@ def test_large_attachment_is_scanned_not_walked() -> None:
         + attachment
         + b"--big--\r\n"
     )
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other test workers share the cores
     parsed = parse_message(data)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert elapsed < 2.0, f"{elapsed:.2f}s"
     part = parsed.partmap.part((2,))
     assert part is not None

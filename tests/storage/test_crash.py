@@ -1,12 +1,13 @@
 """RELIABILITY.md §7 case 32: kill -9 during appends loses nothing that was acknowledged.
 
 The appender helper (tests/storage/helpers/appender.py) appends self-checking messages -- and,
-in a second loop, also copies and expunges them -- printing an acknowledgement only after the
-store call returned. The test kills it with SIGKILL at seeded random moments -- while it opens
-the store (recovery), stages, links, commits or prints -- then reopens the store, which runs
-recovery, and checks it against everything that was acknowledged. Each appender is a fresh
-process forked from a parent that imported the store once, so hundreds of kills take
-seconds. The crash points and the state each leaves are listed in
+in a second loop (test_crash_mixed.py, a file of its own so that the two long loops can run
+on different test workers), also copies and expunges them -- printing an acknowledgement
+only after the store call returned. The test kills it with SIGKILL at seeded random moments
+-- while it opens the store (recovery), stages, links, commits or prints -- then reopens the
+store, which runs recovery, and checks it against everything that was acknowledged. Each
+appender is a fresh process forked from a parent that imported the store once, so hundreds
+of kills take seconds. The crash points and the state each leaves are listed in
 ``msgstore.storage.local.files.place_messages``; the random loops land in all of them, and a
 parametrised test below hits the three between link and commit exactly."""
 
@@ -55,8 +56,6 @@ ITERATIONS: Final = 200
 #: the first append).
 OPENING_SHARE: Final = 0.2
 OPENING_WINDOW_S: Final = 0.030
-#: Kills in the loop that mixes appends with COPY and EXPUNGE.
-MIXED_ITERATIONS: Final = 100
 #: The other kills wait for 0..MAX_OPS_BEFORE_KILL completed operations (0: for the store to
 #: be open), then sleep a random part of the operation time measured so far, so they land in
 #: every step of an operation whatever the speed of the machine.
@@ -316,6 +315,12 @@ async def _mailbox_ids(data_dir: Path, account: AccountId) -> tuple[int, int]:
         await backend.close()
 
 
+#: The kill loops are I/O-bound (an fsync or two per kill and per check): about a minute on a
+#: quiet machine, but well over the suite's 120 s per test on a loaded one.
+LOOP_TIMEOUT_S: Final = 600
+
+
+@pytest.mark.timeout(LOOP_TIMEOUT_S)
 def test_kill9_during_appends_loses_nothing_acknowledged(tmp_path: Path) -> None:
     """After each of 200 seeded kill -9s and a reopen: every acknowledged message is present
     and byte-identical, unacknowledged ones are whole or absent, an ACKed UID is never handed
@@ -327,16 +332,6 @@ def test_kill9_during_appends_loses_nothing_acknowledged(tmp_path: Path) -> None
     is stored although the client never heard so -- allowed, and it must be whole)."""
     expected, _ = _kill_loop(tmp_path, "append", ITERATIONS)
     assert expected.stored > len(expected.present), "no kill landed between a COMMIT and its ACK"
-
-
-def test_kill9_during_copies_and_expunges_keeps_the_store_consistent(tmp_path: Path) -> None:
-    """The same checks with appends, COPYs and EXPUNGEs mixed (RELIABILITY.md §6): an
-    acknowledged copy is present with the source's bytes, an acknowledged expunge stays done
-    (an expunge killed after its commit may be done without an ACK), and a kill between an
-    expunge's commit and its unlink leaves no orphan file after recovery."""
-    expected, _ = _kill_loop(tmp_path, "mixed", MIXED_ITERATIONS)
-    for kind in ("ACK", "COPIED", "EXPUNGED"):
-        assert expected.counts.get(kind, 0) >= MIXED_ITERATIONS // 10, f"too few {kind}"
 
 
 # --- exact crash points ----------------------------------------------------------------------
