@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -115,8 +116,12 @@ async def test_expunge_and_delete_remove_files(
     assert list((data_dir / "tmp").iterdir()) == []
 
 
-async def test_databases_use_wal_and_leave_no_wal_after_close(data_dir: Path) -> None:
-    """WAL journal; a clean close checkpoints and removes the -wal files."""
+async def test_databases_use_wal_and_a_clean_close_leaves_no_frames(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """WAL journal; a clean close checkpoints every frame into the database file, so
+    nothing is left to recover: system.db keeps no -wal, an index an empty one (and an
+    empty -shm) so that its next open creates no new inode."""
     backend = await LocalBackend.open(data_dir)
     try:
         alice = await new_account(backend, "alice")
@@ -124,8 +129,18 @@ async def test_databases_use_wal_and_leave_no_wal_after_close(data_dir: Path) ->
     finally:
         await backend.close()
     index = tree_of(data_dir, alice.id) / "index.db"
+    assert not (data_dir / "system.db-wal").exists()
+    assert index.with_name("index.db-wal").stat().st_size == 0, "frames left in the WAL"
+    assert index.with_name("index.db-shm").stat().st_size == 0
+    # index.db alone (no -wal beside it) holds the appended message.
+    alone = tmp_path / "alone.db"
+    shutil.copyfile(index, alone)
+    conn = sqlite3.connect(alone)
+    try:
+        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (1,)
+    finally:
+        conn.close()
     for db in (index, data_dir / "system.db"):
-        assert not db.with_name(db.name + "-wal").exists()
         conn = sqlite3.connect(db)
         try:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

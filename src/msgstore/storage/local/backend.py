@@ -14,6 +14,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Concatenate, Final, ParamSpec, TypeVar
 
@@ -59,13 +60,20 @@ from msgstore.storage.local import files
 from msgstore.storage.local import relay as relay_store
 from msgstore.storage.local import tokens as token_store
 from msgstore.storage.local import websessions as web_store
-from msgstore.storage.local.db import INDEX_DAMAGED, SYSTEM_DAMAGED, Worker, store_error
+from msgstore.storage.local.db import (
+    BUSY_TIMEOUT_MS,
+    INDEX_DAMAGED,
+    SYSTEM_DAMAGED,
+    Worker,
+    store_error,
+)
 from msgstore.storage.local.faults import FaultPlan
 from msgstore.storage.local.files import FileOps
 from msgstore.storage.local.index import (
     EXPUNGED_KEEP,
     AccountIndex,
     AppendRequest,
+    PreparedAppend,
     acl_identifier,
     parse_special_use,
 )
@@ -80,17 +88,41 @@ log = logging.getLogger("msgstore.storage.local")
 MAX_OPEN_INDEXES: Final = 256
 #: Threads for staging (write, fsync, parse) and message reads.
 FILE_THREADS: Final = 8
-#: Threads appending one message to the accounts of a fan-out whose index is not open
-#: (``deliver_many``): mostly waiting for directory and WAL fsyncs, which overlap.
-FANOUT_THREADS: Final = 48
+#: Threads of a fan-out to accounts whose index is not open (``deliver_many``) for its
+#: directory fsyncs and commits: mostly waiting for the disk, and the waits overlap.
+FANOUT_THREADS: Final = 16
+#: Of those, the threads opening the indexes and linking (CPU: the kernel creating the
+#: ``-wal``/``-shm`` files, SQLite preparing statements; more threads than CPUs only contend).
+FANOUT_OPENERS: Final = 4
+#: Accounts of a fan-out linked, then fsynced, then committed together: each phase's waits
+#: overlap across them, and one file-system journal commit covers many directories. It
+#: bounds how long their write locks are held (one round of the three phases).
+FANOUT_ROUND: Final = 500
+#: Threads appending the accounts of a fan-out found locked by another connection (after
+#: their round has committed; each waits up to ``busy_timeout``).
+FANOUT_WAITERS: Final = 4
 #: Indexes opened by ``deliver_many`` kept open for the next fan-out (no thread each; the
-#: least recently used one closes beyond it). Closing an index checkpoints its WAL and
-#: removes it, and reopening recreates it: new inodes, which are slow.
+#: least recently used one closes beyond it). Reopening one costs ~1 ms of CPU (the
+#: ``-shm`` set up again, every statement prepared again).
 MAX_DELIVERY_INDEXES: Final = 2048
 PUBLIC_QUOTA_ROOT: Final = "Public"
 
 P = ParamSpec("P")
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
+
+
+@dataclass(slots=True)
+class _ColdAppend:
+    """One account of a fan-out through the fan-out threads (``deliver_many``), from phase
+    to phase: its index once opened, its transaction once prepared, its results at the end."""
+
+    info: AccountInfo
+    positions: list[int]  # of its requests in the call
+    request_list: list[AppendRequest] = field(default_factory=list)  # its requests
+    index: AccountIndex | None = None
+    prepared: PreparedAppend | None = None
+    results: list[AppendResult | StoreError] | None = None
 
 
 class LocalBodyReader:
@@ -186,6 +218,11 @@ class LocalBackend:
         self._fanout = ThreadPoolExecutor(
             max_workers=FANOUT_THREADS, thread_name_prefix="msgstore-fanout"
         )
+        #: The fan-out's appends that wait for a lock: never on the fan-out threads, which
+        #: the commits that end such waits need.
+        self._fanout_waiting = ThreadPoolExecutor(
+            max_workers=FANOUT_WAITERS, thread_name_prefix="msgstore-fanout-wait"
+        )
         self._pool = files.TempPool(self._tmp_dir, self._pool_dir, self._files, files.POOL_SIZE)
         self._system: Worker[SystemDb] = Worker(
             "msgstore-system",
@@ -197,6 +234,8 @@ class LocalBackend:
         #: under the lock, uses it alone, and puts it back.
         self._spare: OrderedDict[AccountId, AccountIndex] = OrderedDict()
         self._spare_lock = threading.Lock()
+        #: Fan-outs in progress; they run to the end even if their caller is cancelled.
+        self._fanouts: set[asyncio.Task[list[_ColdAppend]]] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._hub = ChangeHub(loop)
         self._channel: NotifyChannel | None = None
@@ -275,6 +314,8 @@ class LocalBackend:
             await worker.close()
         while self._closing:
             await asyncio.gather(*list(self._closing))
+        while self._fanouts:
+            await asyncio.gather(*list(self._fanouts), return_exceptions=True)
         await self._system.close()
         await asyncio.get_running_loop().run_in_executor(self._fanout, self._close_spares, None)
         if self._channel is not None:
@@ -283,6 +324,7 @@ class LocalBackend:
         await asyncio.get_running_loop().run_in_executor(self._files, self._pool.close)
         self._files.shutdown(wait=False)
         self._fanout.shutdown(wait=False)
+        self._fanout_waiting.shutdown(wait=False)
 
     def account_path(self, account: AccountId) -> Path:
         """Where the account's tree lives on this machine (``management.accounts.TreePaths``):
@@ -636,12 +678,16 @@ class LocalBackend:
         An account whose index is open (or the only account of the call) goes through its
         index thread like ``append`` (group commit with concurrent appends; INBOX is looked
         up there, not in a separate call). The others -- most of a large fan-out -- are not
-        opened into the cache (which they would flush, one thread each): ``FANOUT_THREADS``
-        threads take them in turn, each opening the index without recovery (or taking it
-        from the idle delivery indexes, ``MAX_DELIVERY_INDEXES``), appending in one
-        transaction (link, fsync of the directory, commit) and putting it back. Either way
-        every destination is durable before this returns. With ``release`` and a single
-        destination, the index thread also removes the temp file after the commit.
+        opened into the cache (which they would flush, one thread each) but go through the
+        fan-out threads in rounds of ``FANOUT_ROUND`` accounts, each round in three phases
+        (:meth:`_fan_out`): open each index without recovery (or take it from the idle
+        delivery indexes, ``MAX_DELIVERY_INDEXES``) and link the file inside its open
+        transaction; fsync every mailbox directory; commit every transaction and put the
+        index back. Each account's order is an append's -- fsync(file) -> link ->
+        fsync(dir) -> commit -- but the waits overlap, and one file-system journal commit
+        covers the directories of many accounts. Either way every destination is durable
+        before this returns. With ``release`` and a single destination, the index thread
+        also removes the temp file after the commit.
         """
         if not isinstance(staged, LocalStagedMessage):
             raise StoreError(ErrorKind.PARAMS, "The message was not staged by this store")
@@ -659,10 +705,13 @@ class LocalBackend:
         results: list[AppendResult | StoreError] = [
             StoreError(ErrorKind.INTERNAL, "Internal storage error")
         ] * len(destinations)
-        cold: deque[tuple[AccountInfo, list[int]]] = deque()
+        cold: list[_ColdAppend] = []
         warm: list[tuple[AccountInfo, list[int]]] = []
-        for account, entry in by_account.items():
-            (warm if len(by_account) == 1 or account in self._indexes else cold).append(entry)
+        for account, (info, positions) in by_account.items():
+            if len(by_account) == 1 or account in self._indexes:
+                warm.append((info, positions))
+            else:
+                cold.append(_ColdAppend(info, positions))
 
         async def via_worker(info: AccountInfo, positions: list[int]) -> None:
             worker = self._indexes.get(info.id)
@@ -692,16 +741,18 @@ class LocalBackend:
                     raise one
                 results[i] = one
 
-        loop = asyncio.get_running_loop()
-        threads = min(FANOUT_THREADS, len(cold))
-        cold_jobs = [
-            loop.run_in_executor(self._fanout, self._append_cold, cold, requests)
-            for _ in range(threads)
-        ]
+        fanout: asyncio.Task[list[_ColdAppend]] | None = None
+        if cold:
+            # Shielded: once indexes are linked into, their commits must follow.
+            fanout = asyncio.get_running_loop().create_task(self._fan_out(cold, requests))
+            self._fanouts.add(fanout)
+            fanout.add_done_callback(self._fanouts.discard)
         await asyncio.gather(*(via_worker(info, positions) for info, positions in warm))
-        for part in await asyncio.gather(*cold_jobs):
-            for i, one in part:
-                results[i] = one
+        if fanout is not None:
+            for job in await asyncio.shield(fanout):
+                assert job.results is not None
+                for i, one in zip(job.positions, job.results, strict=True):
+                    results[i] = one
         if release and isinstance(results[0], AppendResult):
             staged.released()
         return results
@@ -768,9 +819,11 @@ class LocalBackend:
             staged.released()
         return [result]
 
-    def _open_delivery_index(self, info: AccountInfo) -> AccountIndex:
+    def _open_delivery_index(self, info: AccountInfo, *, wait: bool = False) -> AccountIndex:
         """Open an index for deliveries only (no recovery: see ``AccountIndex``), usable
-        from any thread, its quota limits mirrored from system.db."""
+        from any thread, its quota limits mirrored from system.db. Unless ``wait``, a write
+        fails at once with SQLITE_BUSY (``busy_timeout`` 0) when another connection holds
+        the write lock (``_fan_out``)."""
         index = AccountIndex(
             info.id,
             self._tree(info.id),
@@ -781,6 +834,8 @@ class LocalBackend:
             any_thread=True,
         )
         try:
+            if not wait:
+                index.conn.execute("PRAGMA busy_timeout = 0")
             # Mirror the limits of system.db, as when an index is opened for good.
             index.sync_limits(info.storage_limit_kib, info.message_limit)
         except BaseException:
@@ -813,39 +868,138 @@ class LocalBackend:
         for index in gone:
             _close_index(index)
 
-    def _append_cold(
-        self, queue: deque[tuple[AccountInfo, list[int]]], requests: list[AppendRequest]
-    ) -> list[tuple[int, AppendResult | StoreError]]:
-        """On a fan-out thread: take accounts from ``queue`` until it is empty; for each, open
-        its index (no recovery: see ``AccountIndex``), append, close."""
-        out: list[tuple[int, AppendResult | StoreError]] = []
-        while True:
-            try:
-                info, positions = queue.popleft()
-            except IndexError:
-                return out
-            got: list[AppendResult | StoreError]
-            index: AccountIndex | None = None
-            try:
-                with self._spare_lock:
-                    index = self._spare.pop(info.id, None)
-                if index is not None and index.is_stale():
-                    index.close()
-                    index = None
-                if index is None:
-                    index = self._open_delivery_index(info)
-                got = index.append_batch([requests[i] for i in positions])
-                self._put_spare(info.id, index)
-            except (sqlite3.Error, OSError, StoreError) as exc:
-                if index is not None:
-                    _close_index(index)
-                err = store_error(exc, damaged_text=INDEX_DAMAGED)
-                if err.kind is ErrorKind.CORRUPTED:
-                    log.error("index of #%d: %s (%s)", info.id, err.public, err.detail)
-                elif err.kind is not ErrorKind.NOT_FOUND:
-                    log.warning("index of #%d: %s", info.id, err.detail)
-                got = [err] * len(positions)
-            out.extend(zip(positions, got, strict=True))
+    async def _fan_out(
+        self, jobs: list[_ColdAppend], requests: list[AppendRequest]
+    ) -> list[_ColdAppend]:
+        """``deliver_many`` for accounts whose index is not open, in rounds of
+        ``FANOUT_ROUND``: (1) on ``FANOUT_OPENERS`` threads, open each index (or take it
+        from the idle delivery indexes) and link inside its open transaction; (2) on
+        ``FANOUT_THREADS`` threads, fsync every mailbox directory linked into; (3) on as
+        many, commit each transaction and put the index back. A failure fails its own
+        account (its transaction rolled back, its links removed, its index closed), never
+        another. Every job has its results when this returns.
+
+        Phase 1 never waits for a lock: a fan-out holds the write locks of a whole round
+        until phase 3, so two fan-outs (or processes) waiting for each other's would stall
+        until ``busy_timeout``. An account whose index another connection is writing is
+        set aside and appended once the round has committed, waiting then, holding none."""
+        for start in range(0, len(jobs), FANOUT_ROUND):
+            round_ = jobs[start : start + FANOUT_ROUND]
+            await self._on_fanout_threads(
+                FANOUT_OPENERS, round_, lambda job: self._cold_prepare(job, requests)
+            )
+            linked = [job for job in round_ if job.prepared is not None]
+            await self._on_fanout_threads(FANOUT_THREADS, linked, self._cold_sync)
+            synced = [job for job in linked if job.prepared is not None]
+            await self._on_fanout_threads(FANOUT_THREADS, synced, self._cold_commit)
+            busy = [job for job in round_ if job.results is None and job.prepared is None]
+            await self._on_fanout_threads(
+                FANOUT_WAITERS, busy, self._cold_append_waiting, self._fanout_waiting
+            )
+        return jobs
+
+    async def _on_fanout_threads(
+        self,
+        threads: int,
+        items: Sequence[ItemT],
+        fn: Callable[[ItemT], None],
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
+        """``fn(item)`` for every item, on up to ``threads`` threads of ``executor`` (the
+        fan-out threads by default) taking items in turn; returns when all are done. ``fn``
+        handles its own errors."""
+        if not items:
+            return
+        queue = deque(items)
+
+        def work() -> None:
+            while True:
+                try:
+                    item = queue.popleft()
+                except IndexError:
+                    return
+                fn(item)
+
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(
+                loop.run_in_executor(executor or self._fanout, work)
+                for _ in range(min(threads, len(items)))
+            )
+        )
+
+    def _cold_prepare(self, job: _ColdAppend, requests: list[AppendRequest]) -> None:
+        """Fan-out phase 1, on a fan-out thread: the index, open; the links, made."""
+        try:
+            with self._spare_lock:
+                job.index = self._spare.pop(job.info.id, None)
+            if job.index is not None and job.index.is_stale():
+                job.index.close()
+                job.index = None
+            if job.index is None:
+                job.index = self._open_delivery_index(job.info)
+            job.request_list = [requests[i] for i in job.positions]
+            job.prepared = job.index.prepare_append(job.request_list)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                self._cold_failed(job, exc)
+            # else: locked by another connection; appended after the round's commits
+        except Exception as exc:  # every job must end with results (a bug: INTERNAL)
+            self._cold_failed(job, exc)
+
+    def _cold_append_waiting(self, job: _ColdAppend) -> None:
+        """After a round's commits: the accounts phase 1 found locked, appended one by one
+        (waiting up to ``busy_timeout`` for the lock, holding no other)."""
+        try:
+            if job.index is None:
+                job.index = self._open_delivery_index(job.info, wait=True)
+            else:
+                job.index.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            job.results = job.index.append_batch(job.request_list)
+            job.index.conn.execute("PRAGMA busy_timeout = 0")
+        except Exception as exc:
+            self._cold_failed(job, exc)
+            return
+        self._put_spare(job.info.id, job.index)
+
+    def _cold_sync(self, job: _ColdAppend) -> None:
+        """Fan-out phase 2: fsync the directories the links went into."""
+        assert job.index is not None
+        assert job.prepared is not None
+        try:
+            for mailbox_dir in job.prepared.mailbox_dirs:
+                self._ops.fsync_dir(mailbox_dir)
+        except Exception as exc:
+            job.index.abort_append(job.prepared)
+            self._cold_failed(job, exc)
+
+    def _cold_commit(self, job: _ColdAppend) -> None:
+        """Fan-out phase 3: commit (which rolls back and unlinks if it fails); the index is
+        kept for the next fan-out."""
+        assert job.index is not None
+        assert job.prepared is not None
+        try:
+            job.results = job.index.commit_append(job.prepared)
+        except Exception as exc:
+            self._cold_failed(job, exc)
+            return
+        job.prepared = None
+        self._put_spare(job.info.id, job.index)
+
+    def _cold_failed(self, job: _ColdAppend, exc: Exception) -> None:
+        """Every request of ``job`` fails with ``exc``; its index (rolled back) is closed."""
+        if job.index is not None:
+            _close_index(job.index)
+            job.index = None
+        job.prepared = None
+        err = store_error(exc, damaged_text=INDEX_DAMAGED)
+        if err.kind is ErrorKind.CORRUPTED:
+            log.error("index of #%d: %s (%s)", job.info.id, err.public, err.detail)
+        elif err.kind is ErrorKind.INTERNAL:
+            log.error("index of #%d: %s", job.info.id, err.detail, exc_info=exc)
+        elif err.kind is not ErrorKind.NOT_FOUND:
+            log.warning("index of #%d: %s", job.info.id, err.detail)
+        job.results = [err] * len(job.positions)
 
     async def snapshot(
         self, account: AccountId, mailbox: MailboxId, *, claim_recent: bool = False
@@ -1371,6 +1525,14 @@ class LocalBackend:
 def _fail_future(future: asyncio.Future[object], error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED: another connection holds the lock."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in (5, 6)
+    return "locked" in str(exc)
 
 
 def _close_index(index: AccountIndex) -> None:

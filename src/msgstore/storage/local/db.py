@@ -50,9 +50,9 @@ def connect(path: Path, *, create: bool, any_thread: bool = False) -> sqlite3.Co
         isolation_level=None,
         cached_statements=256,
         check_same_thread=not any_thread,
+        timeout=BUSY_TIMEOUT_MS / 1000,  # busy_timeout, without a statement to prepare
     )
     try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         _set_wal(conn)
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -90,16 +90,28 @@ def write_transaction(conn: sqlite3.Connection, faults: FaultPlan | None) -> Ite
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
-        if faults is not None:
-            faults.check("commit")
-        conn.execute("COMMIT")
+        commit(conn, faults)
     except BaseException:
-        if conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error as exc:
-                log.warning("rollback failed: %s", exc)
+        rollback(conn)
         raise
+
+
+def commit(conn: sqlite3.Connection, faults: FaultPlan | None) -> None:
+    """``COMMIT`` the transaction ``BEGIN IMMEDIATE`` opened (the ``commit`` fault point);
+    on failure the caller calls :func:`rollback`. For a transaction that cannot be one
+    ``with`` block: a fan-out commits many indexes' transactions after all their links."""
+    if faults is not None:
+        faults.check("commit")
+    conn.execute("COMMIT")
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if any; a failure is logged, never raised."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.warning("rollback failed: %s", exc)
 
 
 @contextmanager
