@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import ctypes
 import fcntl
+import gc
 import importlib
 import logging
 import os
@@ -361,6 +362,10 @@ async def _serve_with(
             os.getpid(),
             type(asyncio.get_running_loop()).__module__.partition(".")[0],
         )
+        # What start-up built (modules, config, listeners: ~50,000 objects) lives as long as
+        # the process; kept out of every later collection, the first logins do not pay a
+        # full collection of it (~25 ms).
+        gc.freeze()
         ready()
         await stop.wait()
     finally:

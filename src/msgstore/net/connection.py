@@ -105,6 +105,11 @@ class Connection(StreamConnection):
         # Replies written and not yet handed to the transport (see write()).
         self._out: list[bytes] = []
         self._out_octets = 0
+        #: Set by a session that only ever waits for input with replies pending (POP3):
+        #: replies are handed over when it next waits to read, closes, or calls
+        #: :meth:`flush`, instead of by a callback scheduled at the first write, which
+        #: saves an event-loop iteration per command. See :meth:`write`.
+        self.flush_on_read = False
 
     # --- StreamConnection ---------------------------------------------------------------------
 
@@ -141,15 +146,22 @@ class Connection(StreamConnection):
         They reach the transport when the session next yields to the event loop (waiting for
         input, for the store, in :meth:`drain`), or in :meth:`drain` once
         :data:`FLUSH_OCTETS` have collected: the replies to the commands of one pipelined
-        batch leave in one send, as Dovecot's corked output does.
+        batch leave in one send, as Dovecot's corked output does. With
+        :attr:`flush_on_read`, "yields" is narrowed to "waits for input" (a read, or
+        :meth:`close`); :meth:`flush` hands them over earlier.
         """
         if not data or self._lost:
             return
         out = self._out
-        if not out:
+        if not out and not self.flush_on_read:
             asyncio.get_running_loop().call_soon(self._flush)
         out.append(data)
         self._out_octets += len(data)
+
+    def flush(self) -> None:
+        """Hand the replies written so far to the transport now."""
+        if self._out:
+            self._flush()
 
     def _flush(self) -> None:
         out = self._out
@@ -160,6 +172,13 @@ class Connection(StreamConnection):
                 super().write(out[0])
             else:
                 self.writelines(out)
+
+    @property
+    def must_drain(self) -> bool:
+        """True when :meth:`drain` has something to do: hand over :data:`FLUSH_OCTETS` of
+        collected replies, wait for a client that does not keep up, or report the connection
+        gone. A session can skip the call (a coroutine per command) otherwise."""
+        return self._out_octets >= FLUSH_OCTETS or self._write_paused or self._lost
 
     async def drain(self) -> None:
         if self._out_octets >= FLUSH_OCTETS:
@@ -185,21 +204,46 @@ class Connection(StreamConnection):
     async def read_line(self, within: float) -> bytes | LineEvent:
         """The next line or ``TOO_LONG``, complete within ``within`` seconds.
 
-        See the module docstring for what it raises.
+        See the module docstring for what it raises. The wait is written out here rather
+        than through :meth:`_wait_for`: this runs once per command of every line protocol,
+        and each coroutine layer between the session and the future costs a frame on every
+        call and every resumption.
         """
-        take = self._reader.next_line
-        ready = None if self.service_closing else take()
-        if ready is not None:  # already buffered (a pipelining client): no deadline, no wait
-            if self._read_paused:
-                self.maybe_resume_reading()
-            self.live.command()
-            return ready
+        reader = self._reader
+        if not self._closing_service:
+            line = reader.next_line()
+            if line is not None:  # already buffered (a pipelining client): no deadline, no wait
+                if self._read_paused:
+                    self.maybe_resume_reading()
+                self.live.command()
+                return line
+        if self._out:
+            self._flush()
+        loop = asyncio.get_running_loop()
+        deadline = self._arm_deadline(loop, within)
         try:
-            line: bytes | LineEvent = await self._wait_for(within, take)
-        except TimeoutError:
-            raise TimeoutError(f"no complete line within {within:g}s") from None
-        self.live.command()
-        return line
+            while True:
+                if self._closing_service:
+                    raise ServiceClosingError
+                if self._eof or self._lost:
+                    raise ConnectionClosedError
+                if loop.time() >= deadline:
+                    raise TimeoutError(f"no complete line within {within:g}s")
+                waiter = self._data_waiter = loop.create_future()
+                try:
+                    await waiter
+                finally:
+                    self._data_waiter = None
+                if self._closing_service:
+                    raise ServiceClosingError
+                line = reader.next_line()
+                if line is not None:
+                    if self._read_paused:
+                        self.maybe_resume_reading()
+                    self.live.command()
+                    return line
+        finally:
+            self._deadline = math.inf
 
     async def read_chunk(self, within: float, limit: int = CHUNK_OCTETS) -> bytes:
         """Between 1 and ``limit`` received octets, within ``within`` seconds.
@@ -246,14 +290,10 @@ class Connection(StreamConnection):
         has passed) or is set again for the deadline of the read waiting now. So a session
         reading thousands of commands arms the timer about once per timeout period.
         """
+        if self._out:
+            self._flush()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        self._deadline = deadline
-        timer = self._timer
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._timer = loop.call_at(deadline, self._deadline_passed)
+        deadline = self._arm_deadline(loop, within)
         try:
             while True:
                 if self.service_closing:
@@ -271,6 +311,18 @@ class Connection(StreamConnection):
                     return item
         finally:
             self._deadline = math.inf
+
+    def _arm_deadline(self, loop: asyncio.AbstractEventLoop, within: float) -> float:
+        """Stamp the deadline of the read about to wait (``within`` seconds from now) and
+        make sure the timer fires by then; returns the deadline."""
+        deadline = loop.time() + within
+        self._deadline = deadline
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, self._deadline_passed)
+        return deadline
 
     def _deadline_passed(self) -> None:
         """The timer fired: wake a read whose deadline has come (it raises TimeoutError),

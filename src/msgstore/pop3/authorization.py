@@ -33,7 +33,7 @@ def _require_plaintext(session: Session) -> None:
         raise Refusal(PLAINTEXT_REFUSED, AUTH)
 
 
-async def user(session: Session, cmd: Command) -> None:
+def user(session: Session, cmd: Command) -> None:
     _require_plaintext(session)
     (name,) = arity(cmd, 1)
     try:

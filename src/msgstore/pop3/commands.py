@@ -22,7 +22,11 @@ from msgstore.pop3.syntax import Command, arity
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Session, Command], Awaitable[None]]
+#: A command handler. One that answers from memory (NOOP, STAT, DELE, ...) writes its reply
+#: and returns None; one with I/O to wait for returns that awaitable (an ``async def``
+#: handler, or the coroutine of a multi-line reply), which the session awaits. A plain call
+#: saves a coroutine per command: a download is thousands of them.
+Handler = Callable[[Session, Command], Awaitable[None] | None]
 
 # Tuples, not sets: ``state in states`` then compares by identity instead of calling the
 # enum's Python-level __hash__ on every command.
@@ -58,9 +62,9 @@ def capabilities(session: Session) -> list[str]:
     return caps
 
 
-async def capa(session: Session, cmd: Command) -> None:
+def capa(session: Session, cmd: Command) -> Awaitable[None]:
     arity(cmd, 0)
-    await send_lines(
+    return send_lines(
         session.conn,
         ok("Capability list follows"),
         (c.encode() for c in capabilities(session)),

@@ -124,22 +124,19 @@ class Maildrop:
         self.account = account
         self.mailbox = mailbox
         self.entries = entries
+        # STAT's answer, kept up to date by delete() and reset() instead of a walk over
+        # every entry each time.
+        live = [e.size for e in entries if not e.deleted]
+        self._count = len(live)
+        self._octets = sum(live)
 
     @classmethod
     async def open(cls, backend: Backend, account: AccountInfo) -> Maildrop:
-        """Snapshot INBOX with each message's size, UIDL and flags."""
+        """Snapshot INBOX with each message's size, UIDL and flags: one store call, whose
+        single read transaction is the snapshot."""
         mailbox = await backend.get_mailbox(account.id, INBOX)
-        snapshot = await backend.snapshot(account.id, mailbox.id)
-        entries: list[Entry] = []
-        if len(snapshot.uids):
-            uids = UidSet.of([(snapshot.uids[0], snapshot.uids[-1])])
-            metas = await backend.fetch_meta(account.id, mailbox.id, uids, Want.FLAGS)
-            wanted = set(snapshot.uids)
-            entries = [
-                Entry(m.uid, m.size, m.uidl, SEEN in m.flags, m.internal_date)
-                for m in metas
-                if m.uid in wanted
-            ]
+        metas = await backend.fetch_meta(account.id, mailbox.id, UidSet.all(), Want.FLAGS)
+        entries = [Entry(m.uid, m.size, m.uidl, SEEN in m.flags, m.internal_date) for m in metas]
         return cls(backend, account, mailbox, entries)
 
     def get(self, number: int) -> Entry:
@@ -151,22 +148,27 @@ class Maildrop:
             raise Refusal("Message is deleted")
         return entry
 
+    def delete(self, number: int) -> None:
+        """Mark the message with this number deleted (DELE). Raises Refusal like get()."""
+        entry = self.get(number)
+        entry.deleted = True
+        self._count -= 1
+        self._octets -= entry.size
+
     def live(self) -> list[tuple[int, Entry]]:
         """(number, entry) of every message not marked deleted."""
         return [(n, e) for n, e in enumerate(self.entries, 1) if not e.deleted]
 
     def stat(self) -> tuple[int, int]:
         """Count and total octets of the messages not marked deleted."""
-        count = octets = 0
-        for entry in self.entries:
-            if not entry.deleted:
-                count += 1
-                octets += entry.size
-        return count, octets
+        return self._count, self._octets
 
     def reset(self) -> None:
+        """Unmark every message (RSET)."""
         for entry in self.entries:
             entry.deleted = False
+        self._count = len(self.entries)
+        self._octets = sum(e.size for e in self.entries)
 
     async def update(self, expire: str) -> UpdateResult:
         """The UPDATE state (RFC 1939 §6), with the EXPIRE policy (``[pop3] expire``)."""

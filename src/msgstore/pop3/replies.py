@@ -14,13 +14,15 @@ from typing import Final
 from msgstore.net.connection import Connection
 
 END: Final = b".\r\n"
+#: ``+OK`` without text (NOOP).
+OK: Final = b"+OK\r\n"
 #: Octets collected before a write (and a wait for the client to keep up).
 WRITE_OCTETS: Final = 64 * 1024
 
 
 def ok(text: str = "") -> bytes:
     """``+OK text`` with CRLF."""
-    return f"+OK {text}\r\n".encode("utf-8", "replace") if text else b"+OK\r\n"
+    return f"+OK {text}\r\n".encode("utf-8", "replace") if text else OK
 
 
 class DotStuffer:

@@ -202,11 +202,15 @@ class Session:
         from msgstore.pop3.commands import TABLE  # the table imports the handler modules
 
         pop3 = self.ctx.config.pop3
+        conn = self.conn
+        # Replies leave when the loop waits for the next command, before a handler waits for
+        # I/O, at FLUSH_OCTETS (drain) or at close: not through a callback per reply.
+        conn.flush_on_read = True
         self.send(ok(f"msgstore {__version__} POP3 ready"))
         while not self.finished:
             within = pop3.idle_timeout if self.state is State.TRANSACTION else pop3.auth_timeout
             try:
-                line = await self.conn.read_line(max(within, 1))
+                line = await conn.read_line(max(within, 1))
             except TimeoutError:
                 log.info("disconnected for inactivity")
                 self.send(err("Disconnected for inactivity"))
@@ -215,7 +219,7 @@ class Session:
                 self.send(err("Server shutting down", SYS_TEMP))
                 return
             if line is TOO_LONG:
-                self._bad(f"Line too long (limit {self.conn.max_line_octets} octets)")
+                self._bad(f"Line too long (limit {conn.max_line_octets} octets)")
                 continue
             assert isinstance(line, bytes)
             try:
@@ -230,7 +234,12 @@ class Session:
                         else "Not allowed after login"
                     )
                 self.bad_commands = 0
-                await spec.handler(self, cmd)
+                # Most handlers answer from memory and return None; the others return the
+                # awaitable of their I/O (commands.py, Handler).
+                pending = spec.handler(self, cmd)
+                if pending is not None:
+                    conn.flush()  # earlier replies of a pipelined batch go out meanwhile
+                    await pending
             except SyntaxProblem as exc:
                 self._bad(str(exc))
             except Refusal as exc:
@@ -254,7 +263,8 @@ class Session:
                         SYS_TEMP,
                     )
                 )
-            await self.conn.drain()
+            if conn.must_drain:
+                await conn.drain()
 
     def _bad(self, reason: str) -> None:
         self.bad_commands += 1

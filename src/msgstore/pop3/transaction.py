@@ -15,7 +15,7 @@ parsing on the read path (ARCHITECTURE.md).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.core.ids import UidSet
@@ -23,7 +23,7 @@ from msgstore.mime.partmap import PartMap
 from msgstore.net.connection import ConnectionClosedError
 from msgstore.pop3.errors import Refusal
 from msgstore.pop3.maildrop import Entry
-from msgstore.pop3.replies import ok, send_lines, send_stream, write_whole
+from msgstore.pop3.replies import OK, ok, send_lines, send_stream, write_whole
 from msgstore.pop3.session import Session
 from msgstore.pop3.syntax import Command, arity, number
 from msgstore.storage.base import BodyReader, Want
@@ -31,54 +31,54 @@ from msgstore.storage.base import BodyReader, Want
 log = logging.getLogger(__name__)
 
 
-async def noop(session: Session, cmd: Command) -> None:
+def noop(session: Session, cmd: Command) -> None:
     arity(cmd, 0)
-    session.send(ok())
+    session.send(OK)
 
 
-async def stat(session: Session, cmd: Command) -> None:
+def stat(session: Session, cmd: Command) -> None:
     arity(cmd, 0)
     count, octets = session.drop.stat()
     session.send(ok(f"{count} {octets}"))
 
 
-async def list_(session: Session, cmd: Command) -> None:
+def list_(session: Session, cmd: Command) -> Awaitable[None] | None:
     args = arity(cmd, 0, 1)
     drop = session.drop
     if args:
         n = number(args[0])
         session.send(ok(f"{n} {drop.get(n).size}"))
-        return
+        return None
     count, octets = drop.stat()
-    await send_lines(
+    return send_lines(
         session.conn,
         ok(f"{count} messages ({octets} octets)"),
         (f"{n} {e.size}".encode() for n, e in drop.live()),
     )
 
 
-async def uidl(session: Session, cmd: Command) -> None:
+def uidl(session: Session, cmd: Command) -> Awaitable[None] | None:
     args = arity(cmd, 0, 1)
     drop = session.drop
     if args:
         n = number(args[0])
         session.send(ok(f"{n} {drop.get(n).uidl}"))
-        return
-    await send_lines(
+        return None
+    return send_lines(
         session.conn,
         ok("Unique-ID listing follows"),
         (f"{n} {e.uidl}".encode() for n, e in drop.live()),
     )
 
 
-async def dele(session: Session, cmd: Command) -> None:
+def dele(session: Session, cmd: Command) -> None:
     (arg,) = arity(cmd, 1)
     n = number(arg)
-    session.drop.get(n).deleted = True
-    session.send(ok(f"Message {n} deleted"))
+    session.drop.delete(n)
+    session.send(b"+OK Message %d deleted\r\n" % n)
 
 
-async def rset(session: Session, cmd: Command) -> None:
+def rset(session: Session, cmd: Command) -> None:
     arity(cmd, 0)
     drop = session.drop
     drop.reset()
