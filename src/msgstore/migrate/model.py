@@ -126,20 +126,3 @@ class Summary:
     @property
     def failed(self) -> bool:
         return bool(self.problems)
-
-    def lines(self, *, dry_run: bool) -> list[str]:
-        verb = "would copy" if dry_run else "copied"
-        out = [
-            f"{self.accounts} account(s), {self.folders} folder(s): {verb} {self.messages} "
-            f"message(s), {self.octets} octets; {self.duplicates} already present; "
-            f"UIDs kept for {self.uids_kept}, renumbered {self.uids_changed}; "
-            f"{len(self.problems)} problem(s)"
-        ]
-        out.extend(self.notes)
-        if self.aliases:
-            out.append("add to /etc/aliases (then run newaliases):")
-            out.extend(f"  {line}" for line in self.aliases)
-        out.extend(
-            f"problem: {a}: {w}: {r}" if w else f"problem: {a}: {r}" for a, w, r in self.problems
-        )
-        return out

@@ -1242,7 +1242,7 @@ class LocalBackend:
         loop = asyncio.get_running_loop()
         try:
             name = await loop.run_in_executor(
-                self._files, storeimport.write_queue_bytes, self._ops, queue_dir, data
+                self._files, relay_store.write_queue_bytes, self._ops, queue_dir, data
             )
         except OSError as exc:
             raise StoreError(ErrorKind.TEMP, "Cannot write to the relay queue") from exc

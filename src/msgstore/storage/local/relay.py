@@ -22,7 +22,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Final
@@ -263,23 +263,45 @@ def write_queue_file(
 ) -> tuple[str, int]:
     """Write ``prefix`` + ``source[skip_octets:]`` durably to a new file in ``queue_dir``;
     returns its name and size. Nothing is left behind on failure."""
+
+    def fill(fd: int) -> int:
+        size = 0
+        if prefix:
+            ops.write_all(fd, prefix)
+            size += len(prefix)
+        with open(source, "rb") as f:
+            f.seek(skip_octets)
+            while chunk := f.read(_COPY_CHUNK):
+                ops.write_all(fd, chunk)
+                size += len(chunk)
+        return size
+
+    return _write_durably(ops, queue_dir, fill)
+
+
+def write_queue_bytes(ops: FileOps, queue_dir: Path, data: bytes) -> str:
+    """Write ``data`` durably to a new file in ``queue_dir`` (a queue copied from another
+    store); returns its name."""
+
+    def fill(fd: int) -> int:
+        ops.write_all(fd, data)
+        return len(data)
+
+    return _write_durably(ops, queue_dir, fill)[0]
+
+
+def _write_durably(ops: FileOps, queue_dir: Path, fill: Callable[[int], int]) -> tuple[str, int]:
+    """A new queue file: ``fill`` writes the temp file (returns the octets), then fsync, link
+    into ``queue_dir``, directory fsync. Nothing is left behind on failure."""
     tmp_dir = queue_dir / "tmp"
     ops.ensure_dir(queue_dir)
     ops.ensure_dir(tmp_dir)
     tmp, fd = files.create_temp(ops, tmp_dir)
     name = secrets.token_hex(12) + _SUFFIX
     target = queue_dir / name
-    size = 0
     try:
         try:
-            if prefix:
-                ops.write_all(fd, prefix)
-                size += len(prefix)
-            with open(source, "rb") as f:
-                f.seek(skip_octets)
-                while chunk := f.read(_COPY_CHUNK):
-                    ops.write_all(fd, chunk)
-                    size += len(chunk)
+            size = fill(fd)
             ops.fsync(fd)
         finally:
             os.close(fd)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +23,8 @@ from pathlib import Path
 from msgstore.core.errors import ErrorKind, StoreError
 from msgstore.core.ids import MAX_UID, MailboxId, ModSeq, Uid
 from msgstore.storage.base import ApiToken, AuditRecord, ForwardEntry, NewApiToken, QueueEntry
-from msgstore.storage.local import files
 from msgstore.storage.local.audit import _micros
 from msgstore.storage.local.db import read_transaction, write_transaction
-from msgstore.storage.local.files import FileOps
 from msgstore.storage.local.index import _FLOOR_KEY, AccountIndex, AppendRequest, StagedFile
 from msgstore.storage.local.system import SystemDb
 from msgstore.storage.local.tokens import _token
@@ -163,31 +159,6 @@ def insert_queued(db: SystemDb, entry: QueueEntry, file: str, size: int) -> bool
             ),
         )
     return True
-
-
-def write_queue_bytes(ops: FileOps, queue_dir: Path, data: bytes) -> str:
-    """Write ``data`` durably to a new file of the queue; returns its name (as
-    ``relay.write_queue_file``: temp file, fsync, link, directory fsync)."""
-    tmp_dir = queue_dir / "tmp"
-    ops.ensure_dir(queue_dir)
-    ops.ensure_dir(tmp_dir)
-    tmp, fd = files.create_temp(ops, tmp_dir)
-    name = secrets.token_hex(12) + ".msg"
-    target = queue_dir / name
-    try:
-        try:
-            ops.write_all(fd, data)
-            ops.fsync(fd)
-        finally:
-            os.close(fd)
-        files.link_or_copy(ops, tmp, target)
-        ops.fsync_dir(queue_dir)
-    except BaseException:
-        ops.remove_quietly(target)
-        raise
-    finally:
-        ops.remove_quietly(tmp)
-    return name
 
 
 def export_api_tokens(db: SystemDb) -> list[tuple[ApiToken, str]]:
