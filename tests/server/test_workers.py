@@ -105,10 +105,16 @@ def test_workers_share_the_port_are_restarted_and_stop_with_the_supervisor(
     while _workers(log, proc.pid)[2] == workers[2]:
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.05)
-    assert _greeting(imap).startswith(b"* OK ")
     assert f"worker-2 (pid {workers[2]}) killed by SIGKILL; restarting it in" in log.read_text()
-
+    # Serving again once the new worker says so (before that, SIGTERM finds it still starting,
+    # with no signal handler and no sessions yet, and it ends without a goodbye line).
     current = _workers(log, proc.pid)
+    serving = f"msgstore(worker-2)<{current[2]}>: Info: msgstore "
+    while serving not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    assert _greeting(imap).startswith(b"* OK ")
+
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
     assert not pid_file.exists()
