@@ -11,6 +11,7 @@
                                                # dovecot-pop3d), the same messages in a Maildir
     python -m bench.pop3 --dovecot --maildir cur   # ... already moved to cur/, sizes in names
     python -m bench.pop3 --dovecot --dovecot-hash plain   # {PLAIN} password, no argon2id
+    python -m bench.pop3 --dovecot --dovecot-synced       # Maildir fsynced before the start
 
 Against its own server the benchmark creates a temporary data directory, a POP-only account
 and the messages (through the delivery pipeline, each durable), starts ``msgstore serve`` as a
@@ -18,8 +19,8 @@ subprocess, and times the client from USER to the reply to QUIT (which includes 
 state's expunge of every message). The client is a raw socket that sends one command and
 reads its whole reply before the next, as fetchmail and getmail do; it checks each message's
 size against LIST. Prints seconds, messages/s and MB/s (10^6 octets of message data), and
-the server's CPU time (user + system of its processes and their reaped children, from
-/proc; live threads to the nanosecond from ``schedstat``, the rest in clock ticks) from USER
+the server's CPU time (user + system of its processes, to the nanosecond from each
+process's CPU-time clock, and of their reaped children, in clock ticks) from USER
 until it is idle again after QUIT.
 
 With ``--dovecot`` the same messages are written into ``new/`` of a Maildir under a temporary
@@ -27,8 +28,10 @@ directory (as an MTA would leave them) and Dovecot's pop3 runs as shipped with o
 throw-away instance needs (bench/dovecot.py): passwd-file with the same argon2id hash msgstore
 stores (``--dovecot-hash plain``: a ``{PLAIN}`` password), ``ssl = no``,
 ``mail_location = maildir:~/Maildir``, one free loopback port (run as root; the mail belongs
-to ``nobody``). Its CPU time is that of the Dovecot master and all its processes (``pop3``,
-``pop3-login``, ``auth``), like msgstore's whole ``serve`` process.
+to ``nobody``). The files are not fsynced (``--dovecot-synced``: they are, before the start,
+as msgstore's delivery fsyncs each message). Its CPU time is that of the Dovecot master and
+all its processes (``pop3``, ``pop3-login``, ``auth``), like msgstore's whole ``serve``
+process.
 """
 
 from __future__ import annotations
@@ -245,36 +248,27 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of ``pid``'s process tree, with the reaped children's
     (``cutime``/``cstime``), so a process that ends during the run still counts.
 
-    Live threads are read to the nanosecond (``/proc/P/task/T/schedstat``): clock ticks
-    (10 ms) would make a phase of 1,000 NOOPs, ~30 ms, a matter of rounding. What threads
-    that have ended used, and reaped children, is known in ticks only."""
+    Each process is read from its CPU-time clock (``clock_gettime`` of
+    ``MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)``): to the nanosecond and including its
+    threads that have ended. Clock ticks (10 ms) would make a phase of 1,000 NOOPs, ~30 ms, a
+    matter of rounding; and summing the ticks of each thread to find those of ended ones
+    drifts by a tick per thread (the kernel rounds each separately), tens of ms between two
+    readings. Reaped children are known in ticks only."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for p in process_tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            own = time.clock_gettime(_process_cpu_clock(p))
         except OSError:
             continue
-        ticks = sum(int(f) for f in fields[11:13])  # utime stime (all threads, ended ones too)
-        children = sum(int(f) for f in fields[13:15])  # cutime cstime
-        live_ns = live_ticks = 0
-        try:
-            tasks = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            tasks = []
-        for t in tasks:
-            try:
-                sched = Path(f"/proc/{p}/task/{t}/schedstat").read_text().split()
-                tfields = Path(f"/proc/{p}/task/{t}/stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            live_ns += int(sched[0])
-            live_ticks += int(tfields[11]) + int(tfields[12])
-        if not tasks or live_ns == 0:
-            total += (ticks + children) / tick
-        else:
-            total += live_ns / 1e9 + (max(0, ticks - live_ticks) + children) / tick
+        total += own + sum(int(f) for f in fields[13:15]) / tick  # cutime cstime
     return total
+
+
+def _process_cpu_clock(pid: int) -> int:
+    """The clock id of a process's CPU time (glibc's ``clock_getcpuclockid``)."""
+    return ((~pid) << 3) | 2  # CPUCLOCK_SCHED
 
 
 def event_loop_of(pid: int) -> str:
@@ -298,7 +292,7 @@ def settled_cpu(pid: int, timeout: float = 10.0) -> float:
 
 
 def dovecot_server(
-    messages: int, size: int, password: str, subdir: str, scheme: str
+    messages: int, size: int, password: str, subdir: str, scheme: str, *, synced: bool = False
 ) -> DovecotServer:
     """Dovecot's pop3 as shipped (bench/dovecot.py), Maildir, one passwd-file user ``bench``,
     everything under a temp directory; run as root (the mail belongs to ``nobody``).
@@ -306,7 +300,10 @@ def dovecot_server(
     ``cur/`` at the first login); ``cur``: already seen by a mail reader, ``,S=<size>`` in the
     name (no stat needed), not flagged ``\\Seen``. ``scheme`` ``argon2id``: the password hash
     msgstore stores (so both servers verify the same argon2id hash at login); ``plain``:
-    ``{PLAIN}``, no hashing at all."""
+    ``{PLAIN}``, no hashing at all. ``synced``: every file and directory fsynced before the
+    start, as a delivery agent (dovecot-lda, Postfix ``local``) leaves mail and as msgstore's
+    own delivery does; unsynced, the files are still dirty in the page cache with no blocks
+    allocated (ext4 delayed allocation), and unlinking them at QUIT frees nothing on disk."""
     from msgstore.auth.passwords import hash_password
 
     if not dovecot.available("pop3"):
@@ -319,11 +316,24 @@ def dovecot_server(
             subdir=subdir,
             flags="",
         )
+        if synced:
+            sync_tree(root / "mail")
         stored = hash_password(password) if scheme == "argon2id" else f"{{PLAIN}}{password}"
         return DovecotServer.start(root, {"bench": stored}, protocol="pop3")
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
+
+
+def sync_tree(top: Path) -> None:
+    """fsync every file and directory under ``top`` (and ``top``)."""
+    for directory, _, names in os.walk(top):
+        for name in [*names, "."]:
+            fd = os.open(os.path.join(directory, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -356,6 +366,13 @@ def main(argv: list[str] | None = None) -> int:
         "verification work at login) or {PLAIN}",
     )
     parser.add_argument(
+        "--dovecot-synced",
+        action="store_true",
+        help="with --dovecot: fsync the Maildir before the start, as a delivery agent leaves "
+        "it (msgstore's mail is always fsynced at delivery); by default the files are still "
+        "dirty in the page cache",
+    )
+    parser.add_argument(
         "--maildir",
         choices=("new", "cur"),
         default="new",
@@ -368,7 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.dovecot:
         host, user, password = "127.0.0.1", "bench", "bench-password"
         server = dovecot_server(
-            args.messages, args.size, password, args.maildir, args.dovecot_hash
+            args.messages,
+            args.size,
+            password,
+            args.maildir,
+            args.dovecot_hash,
+            synced=args.dovecot_synced,
         )
         proc, port, root = server.proc, server.port, server.root
         label = f"dovecot (Maildir {args.maildir}/, {args.dovecot_hash})"

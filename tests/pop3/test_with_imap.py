@@ -7,6 +7,7 @@ and a password changed over poppassd works at once for IMAP as well as POP3.
 
 from __future__ import annotations
 
+import datetime as dt
 import imaplib
 import re
 from collections.abc import Iterator
@@ -128,3 +129,43 @@ def test_password_changed_over_poppassd_works_for_imap_at_once(both: MsgstoreSer
             old.login(carol.name, carol.password)
     finally:
         old.shutdown()
+
+
+def test_expire_days_removes_read_mail_older_than_the_limit(tmp_path: Path) -> None:
+    """``[pop3] expire = "30"`` (RFC 2449 EXPIRE 30): at QUIT, messages older than 30 days
+    (by internal date) that are \\Seen or were retrieved now go; the others stay."""
+    server = MsgstoreServer.start(
+        tmp_path, services=("pop3", "imap"), config={"pop3.expire": "30"}
+    )
+    try:
+        dave = server.admin.add_user("dave")
+        now = dt.datetime.now(dt.UTC)
+        imap = imap_login(server, dave.name, dave.password)
+        try:
+            for subject, flags, age_days in (
+                ("old seen", r"(\Seen)", 60),
+                ("old unseen", "()", 60),
+                ("new seen", r"(\Seen)", 1),
+                ("old unseen retrieved", "()", 31),
+            ):
+                when = imaplib.Time2Internaldate(now - dt.timedelta(days=age_days))
+                status, _ = imap.append("INBOX", flags, when, message(subject))
+                assert status == "OK"
+
+            pop = pop3_login(server, dave.name, dave.password)
+            assert pop.command("CAPA").startswith(b"+OK")
+            assert b"EXPIRE 30" in pop.multiline()
+            assert pop.command("RETR 4").startswith(b"+OK")
+            pop.multiline()
+            assert pop.command("QUIT") == b"+OK Logging out (2 deleted, 2 left)"
+            pop.close()
+
+            imap.select("INBOX")
+            status, fetched = imap.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            assert status == "OK"
+            subjects = [part[1].strip() for part in fetched if isinstance(part, tuple)]
+            assert subjects == [b"Subject: old unseen", b"Subject: new seen"]
+        finally:
+            imap.logout()
+    finally:
+        server.stop()

@@ -25,11 +25,11 @@ file also records the time of the last login, which enforces ``[pop3] login_dela
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import fcntl
 import os
 import time
 from dataclasses import dataclass
+from itertools import starmap
 from pathlib import Path
 
 from msgstore.core.accounts import AccountInfo
@@ -38,9 +38,10 @@ from msgstore.core.flags import SEEN, FlagOp
 from msgstore.core.ids import Uid, UidSet
 from msgstore.core.names import INBOX
 from msgstore.pop3.errors import LOGIN_DELAY, Refusal
-from msgstore.storage.base import Backend, MailboxInfo, Want
+from msgstore.storage.base import Backend, MailboxInfo
 
 LOCK_SUFFIX = ".lock"
+SECONDS_PER_DAY = 86400
 
 
 class MaildropLock:
@@ -97,13 +98,14 @@ def _acquire(path: Path, login_delay_s: int) -> tuple[int, int]:
 
 @dataclass(slots=True)
 class Entry:
-    """One message of the maildrop."""
+    """One message of the maildrop: a ``storage.base.MaildropRow`` (the same fields, in the
+    same order) and the session's marks."""
 
     uid: Uid
     size: int
     uidl: str
     seen: bool
-    internal_date: dt.datetime
+    internal_date: int  # POSIX seconds
     deleted: bool = False
     retrieved: bool = False
 
@@ -132,12 +134,11 @@ class Maildrop:
 
     @classmethod
     async def open(cls, backend: Backend, account: AccountInfo) -> Maildrop:
-        """Snapshot INBOX with each message's size, UIDL and flags: one store call, whose
-        single read transaction is the snapshot."""
+        """Snapshot INBOX with each message's size, UIDL and \\Seen flag: one store call,
+        whose single read transaction is the snapshot."""
         mailbox = await backend.get_mailbox(account.id, INBOX)
-        metas = await backend.fetch_meta(account.id, mailbox.id, UidSet.all(), Want.FLAGS)
-        entries = [Entry(m.uid, m.size, m.uidl, SEEN in m.flags, m.internal_date) for m in metas]
-        return cls(backend, account, mailbox, entries)
+        rows = await backend.list_maildrop(account.id, mailbox.id)
+        return cls(backend, account, mailbox, list(starmap(Entry, rows)))
 
     def get(self, number: int) -> Entry:
         """The message with this number. Raises Refusal for unknown or deleted ones."""
@@ -204,5 +205,4 @@ def _expires(entry: Entry, expire: str) -> bool:
         return entry.retrieved
     if not (entry.seen or entry.retrieved):
         return False
-    age = dt.datetime.now(dt.UTC) - entry.internal_date
-    return age >= dt.timedelta(days=days)
+    return time.time() - entry.internal_date >= days * SECONDS_PER_DAY

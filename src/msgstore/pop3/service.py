@@ -15,6 +15,7 @@ from msgstore.config import Config
 from msgstore.net.connection import Connection, ConnectionLimits, LineService
 from msgstore.net.listener import Listener
 from msgstore.net.tls import server_context
+from msgstore.pop3.commands import TABLE
 from msgstore.pop3.session import Pop3Context, Session
 from msgstore.storage.base import Backend
 
@@ -33,6 +34,7 @@ async def start(config: Config, backend: Backend, listeners: Sequence[Listener])
         auth=auth,
         tls=tls,
         lock_dir=config.store.data_dir.joinpath(*LOCK_DIR),
+        commands=TABLE,
     )
 
     async def handle(conn: Connection) -> None:

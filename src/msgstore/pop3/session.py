@@ -27,10 +27,10 @@ import enum
 import logging
 import secrets
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from msgstore import __version__
 from msgstore.auth.anvil import IP, USER, process_anvil, user_slot_key
@@ -48,6 +48,9 @@ from msgstore.pop3.readahead import ReadAhead
 from msgstore.pop3.replies import ok
 from msgstore.pop3.syntax import SyntaxProblem, parse_line
 from msgstore.storage.base import Backend
+
+if TYPE_CHECKING:
+    from msgstore.pop3.commands import CommandSpec  # the table imports this module
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,10 @@ class Pop3Context:
     auth: Authenticator
     tls: ssl.SSLContext | None
     lock_dir: Path
+    #: ``commands.TABLE``, passed in by ``service.py``: imported when the service starts,
+    #: not by the first connection (the table's modules are compiled then, when there is
+    #: no bytecode cache).
+    commands: Mapping[bytes, CommandSpec]
 
     def mechanisms(self, plaintext_ok: bool) -> list[str]:
         """SASL mechanisms offered now: PLAIN only where a password may cross the wire."""
@@ -199,8 +206,7 @@ class Session:
                 self.release()
 
     async def _loop(self) -> None:
-        from msgstore.pop3.commands import TABLE  # the table imports the handler modules
-
+        table = self.ctx.commands
         pop3 = self.ctx.config.pop3
         conn = self.conn
         # Replies leave when the loop waits for the next command, before a handler waits for
@@ -224,7 +230,7 @@ class Session:
             assert isinstance(line, bytes)
             try:
                 cmd = parse_line(line)
-                spec = TABLE.get(cmd.name)
+                spec = table.get(cmd.name)
                 if spec is None:
                     raise SyntaxProblem("Unknown command")
                 if self.state not in spec.states:

@@ -86,21 +86,39 @@ def rset(session: Session, cmd: Command) -> None:
     session.send(ok(f"Maildrop has {count} messages ({octets} octets)"))
 
 
-async def retr(session: Session, cmd: Command) -> None:
+def retr(session: Session, cmd: Command) -> Awaitable[None] | None:
+    """A message read ahead is answered at once, without a coroutine (most RETRs of a
+    download in order); any other waits for the store."""
     (arg,) = arity(cmd, 1)
     n = number(arg)
+    entry = session.drop.get(n)
+    ahead = session.read_ahead
+    body = ahead.take(n) if ahead is not None else None
+    if body is None:
+        return _retr_from_store(session, n, entry)
+    write_whole(session.conn, b"+OK %d octets\r\n" % entry.size, body)
+    _retrieved(session, entry)
+    return None
+
+
+async def _retr_from_store(session: Session, n: int, entry: Entry) -> None:
+    """RETR of a message not read ahead: read it whole (and the next ones ahead), or stream it."""
     drop = session.drop
-    entry = drop.get(n)
     limit = session.ctx.config.pop3.read_ahead
     ahead = session.read_ahead
     body = await ahead.body(drop, n, entry, limit) if ahead is not None and limit else None
     if body is not None:
-        write_whole(session.conn, ok(f"{entry.size} octets"), body)
+        write_whole(session.conn, b"+OK %d octets\r\n" % entry.size, body)
     else:
         await _send_body(session, entry, None)
+    _retrieved(session, entry)
+
+
+def _retrieved(session: Session, entry: Entry) -> None:
     entry.retrieved = True
-    session.stats.retr += 1
-    session.stats.retr_octets += entry.size
+    stats = session.stats
+    stats.retr += 1
+    stats.retr_octets += entry.size
 
 
 async def top(session: Session, cmd: Command) -> None:

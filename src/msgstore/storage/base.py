@@ -9,7 +9,8 @@ Parts
 -----
 accounts      create/get/list/update/rename/delete, password hash (system database)
 mailboxes     create/delete/rename (children move along), list, subscribe, status, special-use
-messages      stage -> append (the durable write), snapshot, fetch_meta, open_body,
+messages      stage -> append (the durable write), snapshot, fetch_meta, list_maildrop,
+              open_body,
               store_flags (modseq, UNCHANGEDSINCE), copy, move, expunge, changes_since
 acl           get/set/delete entries per mailbox (effective rights: core/acl.py)
 quota         per account: limits and usage, usage updated in the same transaction as the change
@@ -145,6 +146,12 @@ class MessageMeta:
     bodystructure: bytes | None = None  # ready-to-send IMAP BODYSTRUCTURE
     partmap: bytes | None = None  # serialised mime.PartMap
     headers: Mapping[str, str] | None = None  # search/sort header index (mime.parse)
+
+
+#: One message of a POP3 maildrop (``Backend.list_maildrop``): ``(uid, size, uidl, seen,
+#: internal_date)``, where ``seen`` is whether it has ``\\Seen`` and ``internal_date`` is in
+#: whole POSIX seconds.
+MaildropRow = tuple[Uid, int, str, bool, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +403,13 @@ class Backend(Protocol):
     ) -> list[MessageMeta]:
         """Metadata of the existing messages in ``uids``, in UID order; missing UIDs are
         skipped silently (they may have been expunged)."""
+        ...
+
+    async def list_maildrop(self, account: AccountId, mailbox: MailboxId) -> list[MaildropRow]:
+        """Every message of the mailbox as a POP3 maildrop, in UID order: ``fetch_meta(...,
+        UidSet.all(), Want.FLAGS)`` projected on what POP3 keeps (:data:`MaildropRow`), in
+        one read transaction. A login opens a maildrop of thousands of messages: rows, not a
+        ``MessageMeta`` with a flag set and a datetime each. Raises NOT_FOUND."""
         ...
 
     def open_body(

@@ -41,6 +41,7 @@ from msgstore.storage.base import (
     LoginRecord,
     MailboxInfo,
     MailboxStatus,
+    MaildropRow,
     MessageMeta,
     NewAccount,
     NewApiToken,
@@ -1016,6 +1017,9 @@ class LocalBackend:
     ) -> list[tuple[int, int, Flags]]:
         """``storage.base.SupportsFlagScan``."""
         return await self._idx(account, AccountIndex.fetch_flags, mailbox, uids)
+
+    async def list_maildrop(self, account: AccountId, mailbox: MailboxId) -> list[MaildropRow]:
+        return await self._idx(account, AccountIndex.list_maildrop, mailbox)
 
     @asynccontextmanager
     async def _open_body(

@@ -37,6 +37,7 @@ from msgstore.storage.base import (
     FlagUpdate,
     MailboxInfo,
     MailboxStatus,
+    MaildropRow,
     MessageMeta,
     Snapshot,
     StoreFlagsResult,
@@ -1005,6 +1006,18 @@ class AccountIndex:
                 flags = cache[key] = _flags_from_storage(bits, keywords)
             append((uid, modseq, flags))
         return out
+
+    def list_maildrop(self, mailbox: MailboxId) -> list[MaildropRow]:
+        """``Backend.list_maildrop``: one statement, the rows as sqlite3 builds them but for
+        the \\Seen bit made a bool."""
+        with read_transaction(self.conn):
+            self._mailbox(mailbox)
+            rows = self.conn.execute(
+                f"SELECT m.uid, m.size, x.uidl, m.sysflags & {SEEN_BIT}, m.internal_date "
+                f"{_META_FROM} WHERE m.mailbox_id = ? ORDER BY m.uid",
+                (mailbox,),
+            ).fetchall()
+        return [(uid, size, uidl, seen != 0, date) for uid, size, uidl, seen, date in rows]
 
     def open_body(self, mailbox: MailboxId, uid: Uid) -> tuple[int, int, bytes]:
         """(file descriptor, size, first octets) of a message; the caller closes the

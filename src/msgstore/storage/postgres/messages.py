@@ -19,6 +19,7 @@ from msgstore.core.ids import MAX_UID, AccountId, MailboxId, ModSeq, Uid, UidSet
 from msgstore.storage.base import (
     AppendResult,
     BodyReader,
+    MaildropRow,
     MessageMeta,
     Snapshot,
     StagedMessage,
@@ -33,6 +34,7 @@ from msgstore.storage.postgres.mixin import PgBase
 from msgstore.storage.postgres.queries import (
     META_COLUMNS,
     MSG_COLUMNS,
+    SEEN_BIT,
     flags_of,
     keyword_map,
     mailbox_row,
@@ -329,6 +331,24 @@ class MessagesMixin(PgBase):
                 flags = cache[key] = flags_of(*key)
             out.append((r["uid"], r["modseq"], flags))
         return out
+
+    async def list_maildrop(self, account: AccountId, mailbox: MailboxId) -> list[MaildropRow]:
+        """``Backend.list_maildrop``: one statement (and the mailbox's row when it is empty:
+        NOT_FOUND for a missing one)."""
+
+        async def get(conn: Any) -> list[Any]:
+            rows = await conn.fetch(
+                f"SELECT uid, size, uidl, sysflags & {SEEN_BIT} <> 0, internal_date "
+                "FROM messages WHERE account_id = $1 AND mailbox_id = $2 ORDER BY uid",
+                account,
+                mailbox,
+            )
+            if not rows:
+                await mailbox_row(conn, account, mailbox)
+            return rows  # type: ignore[no-any-return]
+
+        rows = await self._run(get, write=False)
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     @asynccontextmanager
     async def _open_body(
