@@ -10,6 +10,7 @@ import sqlite3  # noqa: TID251 (reads the archive's copy of index.db, not the st
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -114,10 +115,14 @@ async def test_export_while_another_process_delivers_and_expunges(
     try:
         assert child.stdout is not None
         assert (await asyncio.to_thread(child.stdout.readline)).strip() == b"ready"
-        counts = []
-        for n in range(4):
+        counts: list[int] = []
+        deadline = time.monotonic() + 30
+        # At least four exports, and on until one saw mail arrive (a loaded machine can stall
+        # the writer for a while).
+        while len(counts) < 4 or len(set(counts)) == 1:
+            assert time.monotonic() < deadline, f"no mail arrived during the exports: {counts}"
             await asyncio.sleep(0.3)
-            path = tmp_path / f"bob-{n}.tar"
+            path = tmp_path / f"bob-{len(counts)}.tar"
             summary = await store.accounts.export("bob", path)
             rows, members = archive_rows(path, tmp_path)
             assert rows == members, rows ^ members

@@ -45,9 +45,9 @@ def test_ten_kilobyte_message_parses_fast() -> None:
 
 
 def _once() -> float:
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other test workers share the cores
     parse_message(TEN_KB)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def test_large_attachment_is_scanned_not_walked() -> None:

@@ -32,9 +32,10 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MsgstoreSe
         srv.stop()
 
 
-def closed_after(client: LineClient) -> tuple[float, list[bytes]]:
-    """Seconds until the server closed the connection, and what it said before."""
-    start = time.monotonic()
+def closed_after(client: LineClient, start: float) -> tuple[float, list[bytes]]:
+    """Seconds from ``start`` until the server closed the connection, and what it said before.
+    ``start`` is taken before what starts the server's timer (connecting, sending a command),
+    so a client slow to read the reply cannot measure less than the server waited."""
     lines = []
     while (line := client.read_line()) is not None:
         lines.append(line)
@@ -42,9 +43,10 @@ def closed_after(client: LineClient) -> tuple[float, list[bytes]]:
 
 
 def test_silent_client_before_login_is_closed(slow_server: MsgstoreServer) -> None:
+    start = time.monotonic()
     with LineClient(slow_server.port("pop3.listen")) as client:
         assert client.read_line() is not None
-        elapsed, lines = closed_after(client)
+        elapsed, lines = closed_after(client, start)
     assert lines == [b"-ERR Disconnected for inactivity"]
     assert AUTH_TIMEOUT - 0.2 <= elapsed < AUTH_TIMEOUT + 1.5
 
@@ -82,8 +84,9 @@ def test_idle_session_after_login_is_closed_and_deletes_nothing(
         assert client.command(f"PASS {alice.password}").startswith(b"+OK Logged in")
         assert client.command("DELE 1") == b"+OK Message 1 deleted"
         time.sleep(AUTH_TIMEOUT + 0.3)  # longer than the pre-login deadline: still open
+        start = time.monotonic()
         assert client.command("NOOP") == b"+OK"
-        elapsed, lines = closed_after(client)
+        elapsed, lines = closed_after(client, start)
     assert lines == [b"-ERR Disconnected for inactivity"]
     assert IDLE_TIMEOUT - 0.2 <= elapsed < IDLE_TIMEOUT + 1.5
     assert len(slow_server.admin.inbox(alice.name)) == 1

@@ -3,14 +3,13 @@ arrives and answers RCPT or DATA with the replies a test asks for."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from aiosmtpd.controller import Controller
-
-from tests.conversations.harness import free_ports
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +23,13 @@ class Sink:
     """``rcpt_replies`` maps a recipient (lower case) to the reply for its RCPT ("451 4.3.0
     later"); recipients not in it get 250."""
 
-    def __init__(self, port: int | None = None, **smtp_options: Any) -> None:
-        self.port = port or free_ports(1)[0]
+    def __init__(self, **smtp_options: Any) -> None:
+        # Bound but not listening until ``start``: connections are refused as by a host that
+        # is down, and no other process can take the port the server was configured with
+        # (a port picked free and released can be handed to anyone meanwhile).
+        self._reserved: socket.socket | None = socket.socket()
+        self._reserved.bind(("127.0.0.1", 0))
+        self.port: int = self._reserved.getsockname()[1]
         #: aiosmtpd.smtp.SMTP options: tls_context, require_starttls, authenticator, ...
         self.smtp_options = smtp_options
         self.arrived: list[Arrived] = []
@@ -54,6 +58,9 @@ class Sink:
         return "250 2.0.0 queued"
 
     def start(self) -> Sink:
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
         self._controller = Controller(
             self, hostname="127.0.0.1", port=self.port, **self.smtp_options
         )
@@ -61,6 +68,9 @@ class Sink:
         return self
 
     def stop(self) -> None:
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
         if self._controller is not None:
             self._controller.stop()
             self._controller = None

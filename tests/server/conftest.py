@@ -5,8 +5,6 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import pytest
-
 #: Every listen key of the configuration, as (section, key).
 LISTEN_KEYS = [
     ("imap", "listen"),
@@ -55,8 +53,7 @@ def config_text(ports: dict[str, int | str], data_dir: Path | None = None) -> st
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture
-def all_ports() -> dict[str, int | str]:
+def free_ports_by_key() -> dict[str, int | str]:
     """A free port for every listen key."""
     ports = free_ports(len(LISTEN_KEYS))
     return {

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import config_text, free_ports
+from tests.conversations.harness import PORT_ATTEMPTS, PortTakenError
+from tests.server.conftest import config_text, free_ports, free_ports_by_key
 
 STARTUP_S = 30.0
 SHUTDOWN_S = 10.0
@@ -41,9 +42,12 @@ class Serve:
         return self.stderr_path.read_text()
 
     def wait_ready(self, pid_file: Path) -> None:
+        """Wait for the pid file; raises ``PortTakenError`` if a port could not be bound."""
         deadline = time.monotonic() + STARTUP_S
         while not pid_file.exists():
             code = self.proc.poll()
+            if code == 71 and "Address already in use" in self.stderr:
+                raise PortTakenError(self.stderr)
             assert code is None, f"serve exited with {code} before it was ready:\n{self.stderr}"
             assert time.monotonic() < deadline, f"no {pid_file} after {STARTUP_S}s:\n{self.stderr}"
             time.sleep(0.05)
@@ -73,16 +77,34 @@ def start(servers: list[Serve], cwd: Path, *args: str) -> Serve:
     return serve
 
 
+def serve_on_free_ports(servers: list[Serve], cwd: Path, data: Path) -> Serve:
+    """``msgstore serve`` with ``cwd/msgstore.toml`` giving every listen key a free port, ready.
+
+    Another process can take a port between its pick and the server's bind (many test
+    processes share the machine): then the whole start is tried again on new ports, as the
+    shared harness does (``tests.conversations.harness.MsgstoreServer.start``).
+    """
+    for attempt in range(PORT_ATTEMPTS):
+        (cwd / "msgstore.toml").write_text(config_text(free_ports_by_key(), data))
+        serve = start(servers, cwd, "--config", "msgstore.toml")
+        try:
+            serve.wait_ready(data / "run" / "msgstore.pid")
+        except PortTakenError:
+            if attempt == PORT_ATTEMPTS - 1:
+                raise
+            continue
+        return serve
+    raise AssertionError("unreachable")
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_serve_runs_until_a_signal_and_exits_0(
-    tmp_path: Path, all_ports: dict[str, int | str], servers: list[Serve], signum: int
+    tmp_path: Path, servers: list[Serve], signum: int
 ) -> None:
     """Ready means: data dir, TLS pair and pid file exist; a signal removes the pid file."""
     data = tmp_path / "data"
-    (tmp_path / "msgstore.toml").write_text(config_text(all_ports, data))
-    serve = start(servers, tmp_path, "--config", "msgstore.toml")
+    serve = serve_on_free_ports(servers, tmp_path, data)
     pid_file = data / "run" / "msgstore.pid"
-    serve.wait_ready(pid_file)
 
     assert pid_file.read_text() == f"{serve.proc.pid}\n"
     assert (data / "tls" / "cert.pem").is_file()
@@ -99,18 +121,12 @@ def test_serve_runs_until_a_signal_and_exits_0(
     assert f"{prefix}received {signal.Signals(signum).name}, shutting down" in lines
 
 
-def test_second_start_reuses_the_certificate(
-    tmp_path: Path, all_ports: dict[str, int | str], servers: list[Serve]
-) -> None:
+def test_second_start_reuses_the_certificate(tmp_path: Path, servers: list[Serve]) -> None:
     """The TLS pair from the first start is kept (clients that trusted it keep trusting it)."""
-    (tmp_path / "msgstore.toml").write_text(config_text(all_ports, tmp_path / "data"))
-    pid_file = tmp_path / "data" / "run" / "msgstore.pid"
-    first = start(servers, tmp_path, "--config", "msgstore.toml")
-    first.wait_ready(pid_file)
+    first = serve_on_free_ports(servers, tmp_path, tmp_path / "data")
     cert = (tmp_path / "data" / "tls" / "cert.pem").read_bytes()
     assert first.stop() == 0
-    second = start(servers, tmp_path, "--config", "msgstore.toml")
-    second.wait_ready(pid_file)
+    second = serve_on_free_ports(servers, tmp_path, tmp_path / "data")
     assert (tmp_path / "data" / "tls" / "cert.pem").read_bytes() == cert
     assert second.stop() == 0
 
@@ -131,16 +147,20 @@ def test_services_with_no_address_are_off_and_data_flag_wins(
 
 def test_port_already_bound_is_one_line_and_no_start(tmp_path: Path, servers: list[Serve]) -> None:
     """A taken port stops startup with one line naming key and address; exit 71 (EX_OSERR)."""
-    free, taken = free_ports(2)
     holder = socket.socket()
-    holder.bind(("127.0.0.1", taken))
+    holder.bind(("127.0.0.1", 0))  # the system's pick: taken from the start, by us only
     holder.listen()
+    taken = holder.getsockname()[1]
     try:
-        (tmp_path / "msgstore.toml").write_text(
-            config_text({"imap.listen": free, "pop3.tls_listen": taken}, tmp_path / "data")
-        )
-        serve = start(servers, tmp_path, "--config", "msgstore.toml")
-        assert serve.proc.wait(timeout=STARTUP_S) == 71
+        for _ in range(PORT_ATTEMPTS):  # again on a new port if another process took imap's
+            (free,) = free_ports(1)
+            (tmp_path / "msgstore.toml").write_text(
+                config_text({"imap.listen": free, "pop3.tls_listen": taken}, tmp_path / "data")
+            )
+            serve = start(servers, tmp_path, "--config", "msgstore.toml")
+            assert serve.proc.wait(timeout=STARTUP_S) == 71
+            if "imap.listen" not in serve.stderr:
+                break
     finally:
         holder.close()
     assert serve.stderr.splitlines() == [
@@ -152,12 +172,10 @@ def test_port_already_bound_is_one_line_and_no_start(tmp_path: Path, servers: li
 
 
 def test_second_server_on_the_same_data_dir_is_refused(
-    tmp_path: Path, all_ports: dict[str, int | str], servers: list[Serve]
+    tmp_path: Path, servers: list[Serve]
 ) -> None:
     """One server per data directory: the second says which pid holds it; exit 75."""
-    (tmp_path / "msgstore.toml").write_text(config_text(all_ports, tmp_path / "data"))
-    first = start(servers, tmp_path, "--config", "msgstore.toml")
-    first.wait_ready(tmp_path / "data" / "run" / "msgstore.pid")
+    first = serve_on_free_ports(servers, tmp_path, tmp_path / "data")
     second = start(servers, tmp_path, "--config", "msgstore.toml")
     assert second.proc.wait(timeout=STARTUP_S) == 75
     assert second.stderr.splitlines() == [

@@ -56,7 +56,7 @@ def test_an_imap_session_is_listed_and_killed(site: Site) -> None:
         assert rest == [b"* BYE Disconnected by an administrator"], rest
     finally:
         client.close()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15
     while any(s["session_id"] == session["session_id"] for s in _sessions(site)):
         assert time.monotonic() < deadline, "the killed session is still listed"
         time.sleep(0.05)
@@ -172,6 +172,10 @@ def test_a_dead_worker_leaves_nothing_behind(workers: Site) -> None:
         assert len(held) == 1
         victim = held.pop()
         assert isinstance(victim, int)
+        logins = value(
+            scrape(workers).body.decode(), "msgstore_logins_total", {"protocol": "imap"}
+        )
+        assert logins >= 1
         os.kill(victim, signal.SIGKILL)
         assert _read_to_end(client) == []  # killed: no goodbye
         deadline = time.monotonic() + 20
@@ -186,7 +190,8 @@ def test_a_dead_worker_leaves_nothing_behind(workers: Site) -> None:
     assert _sessions(workers, protocol="imap") == []
     text = scrape(workers).body.decode()
     assert value(text, "msgstore_connections", {"protocol": "imap"}) == 0
-    assert value(text, "msgstore_logins_total", {"protocol": "imap"}) >= 7  # kept
+    # Kept, the dead worker's too (whichever tests of this module ran before on this server).
+    assert value(text, "msgstore_logins_total", {"protocol": "imap"}) >= logins
     assert workers.as_boss.get("/stats/live").json()["processes"] == 2
 
 

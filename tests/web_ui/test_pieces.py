@@ -258,7 +258,12 @@ def test_logins_are_written_in_one_batch(tmp_path: Path) -> None:
             recorder.note(ghost, "192.0.2.3")  # a deleted account is skipped, no error
             await recorder.flush()
             recorder.note(alice, "192.0.2.4")
-            await asyncio.sleep(0.6)  # the timer writes it without a flush
+            # The timer writes it without a flush: after 0.2 s, then the write, which a loaded
+            # machine can stretch to seconds.
+            deadline = asyncio.get_running_loop().time() + 15
+            while len(await backend.last_logins(alice.id)) < 3:
+                assert asyncio.get_running_loop().time() < deadline, "the timer wrote nothing"
+                await asyncio.sleep(0.05)
             assert len(await backend.last_logins(alice.id)) == 3
             recorder.close()
         finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.conversations.harness import MsgstoreServer, free_ports
+from tests.conversations.harness import MsgstoreServer
 from tests.web_ui.conftest import Web, as_manager, login
 
 
@@ -72,7 +72,6 @@ def test_every_page_forbids_inline_script(page: Page, web: Web) -> None:
 @pytest.fixture
 def evil_site(web: Web) -> Iterator[str]:
     """Another origin (same host, other port) serving a page that posts to our forms."""
-    (port,) = free_ports(1)
     target = web.base
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -92,7 +91,8 @@ def evil_site(web: Web) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # any free port
+    port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.storage.pg import pg_schema, schema_dsn
+from tests.storage.pg import database_dsn, pg_database, pg_schema, schema_dsn
 
 
 @pytest.fixture
@@ -21,6 +21,13 @@ def pg_empty() -> Iterator[str]:
     """An empty schema (no tables: ``msgstore db upgrade`` has not run)."""
     with pg_schema(upgrade=False) as name:
         yield name
+
+
+@pytest.fixture
+def pg_own_database() -> Iterator[str]:
+    """The DSN of an empty database of the test's own (see ``tests.storage.pg.pg_database``)."""
+    with pg_database() as name:
+        yield database_dsn(name)
 
 
 def pg_settings(name: str) -> dict[str, object]:

@@ -139,9 +139,11 @@ async def test_notifications_are_coalesced_per_process(tmp_path: Path, pg_name: 
             await asyncio.sleep(0.3)
         assert got, "no NOTIFY at all"
         # One NOTIFY per 50 ms window at most, counting the windows that close during the
-        # 0.3 s wait after the last commit; and far fewer than one per commit.
+        # 0.3 s wait after the last commit: far fewer than one per commit while commits come
+        # faster than one per window (50 in ~0.05 s on a quiet machine: at most 5 NOTIFYs). A
+        # loaded machine can space commits wider than the window (50 in 2.2 s was seen), and
+        # then each may have a NOTIFY of its own: no fixed count holds there.
         assert len(got) <= max(5, (took + 0.3) / 0.05 + 2), (len(got), took)
-        assert len(got) <= 25, (len(got), took)
         assert all(p.partition(":")[2].split(",") == [str(alice.id)] for p in got), got
     finally:
         await listener.close()

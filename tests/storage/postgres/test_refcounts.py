@@ -16,7 +16,6 @@ from msgstore.core.names import MailboxName
 from msgstore.reconstruct import reconstruct
 from msgstore.storage.postgres import PostgresBackend, schema
 from tests.conversations.harness import message
-from tests.storage.pg import schema_dsn
 from tests.storage.postgres.test_reconstruct import pg, refcounts_are_exact, sha, sql
 from tests.storage.support import append, inbox_of, new_account, read_body
 
@@ -93,9 +92,9 @@ async def test_one_account_run_repairs_the_counts_of_its_contents(
         await refcounts_are_exact(pg_name)
 
 
-async def _version_2_database(name: str) -> asyncpg.Connection:
+async def _version_2_database(dsn: str) -> asyncpg.Connection:
     """The schema as msgstore with schema version 2 left it, with a few messages."""
-    conn = await asyncpg.connect(schema_dsn(name))
+    conn = await asyncpg.connect(dsn)
     for version, ddl in schema.MIGRATIONS[:2]:
         await conn.execute(ddl)
         await conn.execute("INSERT INTO schema_version(version) VALUES ($1)", version)
@@ -123,9 +122,10 @@ async def _break_index(conn: asyncpg.Connection) -> None:
 
 
 async def test_upgrade_adds_the_content_index_to_an_existing_database(
-    tmp_path: Path, pg_empty: str
+    tmp_path: Path, pg_own_database: str
 ) -> None:
-    conn = await _version_2_database(pg_empty)
+    # A database of its own: a CONCURRENTLY build waits for every transaction in its database.
+    conn = await _version_2_database(pg_own_database)
     try:
         assert await _index_state(conn) == (2, None)
         # A large table: built CONCURRENTLY, outside the migration's transaction.
@@ -143,5 +143,5 @@ async def test_upgrade_adds_the_content_index_to_an_existing_database(
         assert await _index_state(conn) == (3, True)
     finally:
         await conn.close()
-    backend = await PostgresBackend.open(schema_dsn(pg_empty), tmp_path / "pgdata")
+    backend = await PostgresBackend.open(pg_own_database, tmp_path / "pgdata")
     await backend.close()
