@@ -19,12 +19,13 @@ then the pid file goes; the exit code is 0.
 
 With ``--workers N`` (``[server] workers``), steps 1-3 run once in this process, which then
 forks N workers (:class:`Supervisor`). Each worker runs steps 4-5 on its own event loop with
-its own store connections, on the sockets bound in step 2 (inherited: the kernel hands each
-new connection to one of the workers that accept on the shared socket). Once every worker is
-ready the supervisor writes the pid file (its own pid). A worker that dies is restarted with a
-growing delay; a worker that fails before the server was ever ready stops the server with the
-worker's exit code. SIGTERM/SIGINT to the supervisor stop every worker, then the supervisor
-exits 0. Log lines of the workers say ``msgstore(worker-2)<pid>``, sessions carry the pid.
+its own store connections, on the sockets bound in step 2 (inherited by every worker; a worker
+accepts a new connection only while it holds no more of that service's connections than the
+others, net/balance.py). Once every worker is ready the supervisor writes the pid file (its own
+pid). A worker that dies is restarted with a growing delay; a worker that fails before the
+server was ever ready stops the server with the worker's exit code. SIGTERM/SIGINT to the
+supervisor stop every worker, then the supervisor exits 0. Log lines of the workers say
+``msgstore(worker-2)<pid>``, sessions carry the pid.
 
 Adding a protocol server is one entry in :data:`SERVICES`: the section name of its listen keys
 and where its async start function ``start(config, backend, listeners) -> RunningService`` is
@@ -66,6 +67,7 @@ from msgstore.auth.throttle import ThrottlePolicy
 from msgstore.config import Config, ConfigError, TlsSection, listen_keys
 from msgstore.core.errors import StoreError
 from msgstore.delivery.relay import start_relay
+from msgstore.net import balance
 from msgstore.net.control import control_dir, prepare_control_dir, start_control
 from msgstore.net.listener import Listener, ListenError, bind_listeners, close_listeners
 from msgstore.net.logs import configure_logging
@@ -444,6 +446,9 @@ class Supervisor:
         self._code = EX_OK
         # Connection and login-failure counts of every worker (auth/anvil.py).
         self.anvil = AnvilHub(ThrottlePolicy.from_config(config))
+        # Open connections per service and worker, for balanced accepting (net/balance.py).
+        services = sorted({listener.service for listener in listeners})
+        self.load = balance.LoadTable(services, count)
 
     # parent side ------------------------------------------------------------------------------
 
@@ -472,6 +477,7 @@ class Supervisor:
             os.close(self._wake_r)
             os.close(self._wake_w)
             self.anvil.close()
+            self.load.close()
             (run_dir(self.config) / PID_FILE).unlink(missing_ok=True)
         log.info("stopped")
         return self._code
@@ -563,6 +569,7 @@ class Supervisor:
                 continue
             self._close_ready(worker)
             worker.pid = 0
+            self.load.clear(worker.number)
             metrics.worker_exited(metrics_dir(self.config), pid)
             (control_dir(self.config) / f"{pid}.sock").unlink(missing_ok=True)
             code = os.waitstatus_to_exitcode(status)
@@ -628,6 +635,7 @@ class Supervisor:
                 if other.ready_fd >= 0:
                     os.close(other.ready_fd)
             _die_with_parent(parent)
+            balance.join(self.load, worker.number)
             configure_logging(self.config.log, service="msgstore", ident=f"worker-{worker.number}")
             metrics.use_multiprocess(metrics_dir(self.config))
 

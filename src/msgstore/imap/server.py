@@ -16,6 +16,10 @@ from msgstore.auth.throttle import ThrottlePolicy, process_throttle
 from msgstore.config import Config
 from msgstore.imap.connection import ImapConnection
 from msgstore.imap.framer import Framer, FramerLimits
+
+# The command table and every command module it imports: loaded with the service (before the
+# fork of --workers N), not by the first session, which would pay ~30 ms of imports.
+from msgstore.imap.registry import REGISTRY as _COMMANDS  # noqa: F401
 from msgstore.imap.session import ImapContext, Session, SessionLimits
 from msgstore.net.listener import Listener
 from msgstore.net.stream import StreamService

@@ -26,7 +26,10 @@ and the two backpressure predicates; this class does the rest:
 handshake first, within the handshake deadline), runs one session task per connection, and
 closes gracefully: stop accepting, tell every session (reads raise
 :class:`ServiceClosingError`), wait :data:`CLOSE_GRACE_S`, abort what is left, then release
-what the service owns (``on_close``, e.g. the authenticator's throttle).
+what the service owns (``on_close``, e.g. the authenticator's throttle). A single process
+accepts with the event loop's own server; a worker of ``--workers N`` accepts one connection
+at a time, when it holds no more of the service's connections than its peers
+(net/balance.py), and counts each until its session ends.
 """
 
 from __future__ import annotations
@@ -34,12 +37,15 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import functools
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 from typing import Final, Generic, Self, TypeVar, cast
 
 from msgstore import metrics
+from msgstore.net import balance
 from msgstore.net.listener import Listener
 from msgstore.net.sessions import REGISTRY, LiveSession, killer
 
@@ -304,6 +310,13 @@ class StreamService(abc.ABC, Generic[ConnT]):
         self._on_close = on_close
         self._servers: list[asyncio.Server] = []
         self._sessions: dict[ConnT, asyncio.Task[None]] = {}
+        # --workers N (net/balance.py): this worker's shares, its acceptors, the connections
+        # counted in a share until their session ends, and the accepted ones still connecting
+        # (implicit TLS: in the handshake).
+        self._shares: set[balance.Share] = set()
+        self._acceptors: list[balance.Acceptor] = []
+        self._counted: dict[ConnT, balance.Share] = {}
+        self._connecting: set[asyncio.Task[None]] = set()
 
     @abc.abstractmethod
     def _connection(self, implicit_tls: bool, on_made: Callable[[ConnT], None]) -> ConnT:
@@ -330,13 +343,72 @@ class StreamService(abc.ABC, Generic[ConnT]):
             def factory(implicit: bool = implicit) -> ConnT:
                 return self._connection(implicit, self._start_session)
 
-            server = await loop.create_server(
-                factory,
-                sock=listener.sock,
-                ssl=tls if implicit else None,
-                ssl_handshake_timeout=tls_handshake_timeout if implicit else None,
+            context = tls if implicit else None
+            handshake_timeout = tls_handshake_timeout if implicit else None
+            share = balance.share(listener.service)
+            if share is None:
+                server = await loop.create_server(
+                    factory,
+                    sock=listener.sock,
+                    ssl=context,
+                    ssl_handshake_timeout=handshake_timeout,
+                )
+                self._servers.append(server)
+                continue
+
+            on_accept = functools.partial(
+                self._accepted, share, factory, context, handshake_timeout
             )
-            self._servers.append(server)
+            self._acceptors.append(balance.Acceptor(listener.sock, share, on_accept))
+            self._shares.add(share)
+        for share in self._shares:
+            share.accepting(True)
+
+    def _accepted(
+        self,
+        share: balance.Share,
+        factory: Callable[[], ConnT],
+        context: ssl.SSLContext | None,
+        handshake_timeout: float | None,
+        sock: socket.socket,
+    ) -> None:
+        """Count a connection a :class:`~msgstore.net.balance.Acceptor` just accepted and set
+        it up; its session starts once the transport is up (after the handshake for implicit
+        TLS) and uncounts it when it ends."""
+        conn = factory()
+        share.opened()
+        self._counted[conn] = share
+        task = asyncio.get_running_loop().create_task(
+            self._connect(conn, sock, context, handshake_timeout)
+        )
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _connect(
+        self,
+        conn: ConnT,
+        sock: socket.socket,
+        context: ssl.SSLContext | None,
+        handshake_timeout: float | None,
+    ) -> None:
+        """Make ``sock`` ``conn``'s transport. A connection that never gets a session (the
+        handshake failed, the service closed first) is uncounted here."""
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: conn, sock, ssl=context, ssl_handshake_timeout=handshake_timeout
+            )
+        except BaseException as exc:
+            if conn not in self._sessions:
+                self._uncount(conn)
+            if not isinstance(exc, Exception):
+                raise
+            # The event loop reported a failed handshake already, as its own server does.
+            log.debug("%s: connection not set up: %s", self._name, exc)
+
+    def _uncount(self, conn: ConnT) -> None:
+        share = self._counted.pop(conn, None)
+        if share is not None:
+            share.closed()
 
     def _start_session(self, conn: ConnT) -> None:
         task = asyncio.get_running_loop().create_task(self._run(conn))
@@ -355,6 +427,7 @@ class StreamService(abc.ABC, Generic[ConnT]):
         finally:
             conn.close()
             self._sessions.pop(conn, None)
+            self._uncount(conn)
             REGISTRY.unregister(conn.live)
 
     @property
@@ -366,6 +439,14 @@ class StreamService(abc.ABC, Generic[ConnT]):
         :data:`CLOSE_GRACE_S`, then call ``on_close``."""
         for server in self._servers:
             server.close()
+        for share in self._shares:
+            share.accepting(False)
+        for acceptor in self._acceptors:
+            acceptor.close()
+        self._acceptors.clear()
+        for task in self._connecting:
+            task.cancel()
+        await asyncio.gather(*self._connecting, return_exceptions=True)
         for conn in list(self._sessions):
             conn.notify_closing()
         tasks = list(self._sessions.values())
