@@ -1033,7 +1033,8 @@ class ServerSection(_Section):
     workers: Count = setting(
         1,
         "Server processes. Each runs every service on its own event loop and they share the "
-        "listening sockets; the first process supervises them (restarts one that dies). "
+        "listening sockets, each accepting its even share of every protocol's connections; the "
+        "first process supervises them (restarts one that dies). "
         "`msgstore serve --workers` overrides it; 0 means one per CPU core.",
     )
     event_loop: Literal["auto", "uvloop", "asyncio"] = setting(
