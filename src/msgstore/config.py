@@ -1037,6 +1037,15 @@ class ServerSection(_Section):
         "first process supervises them (restarts one that dies). "
         "`msgstore serve --workers` overrides it; 0 means one per CPU core.",
     )
+    accept_wait_ms: Count = setting(
+        20,
+        "With several workers, how long (milliseconds) a new connection may wait for the "
+        "worker whose turn it is (the one holding the fewest of that protocol's connections) "
+        "before a busier worker takes it. An awake worker takes its turn within microseconds; "
+        "the wait matters when it is stopped, busy in a long step or waiting for a CPU on a "
+        "loaded machine. Longer keeps the split even under load, shorter bounds the delay a "
+        "stuck worker adds; 0 lets any worker take a connection it sees first.",
+    )
     event_loop: Literal["auto", "uvloop", "asyncio"] = setting(
         "auto",
         "Event loop of the server processes: `uvloop` (faster, less memory per TLS "

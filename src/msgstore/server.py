@@ -448,7 +448,7 @@ class Supervisor:
         self.anvil = AnvilHub(ThrottlePolicy.from_config(config))
         # Open connections per service and worker, for balanced accepting (net/balance.py).
         services = sorted({listener.service for listener in listeners})
-        self.load = balance.LoadTable(services, count)
+        self.load = balance.LoadTable(services, count, config.server.accept_wait_ms / 1000)
 
     # parent side ------------------------------------------------------------------------------
 

@@ -20,9 +20,9 @@ per service for the same reason). IMAP and IMAPS are one service.
 
 :class:`Acceptor` accepts ONE connection per wake-up of a listening socket, and only when
 :meth:`Share.my_turn`; a worker that declines takes the connection anyway once it has been
-pending for :data:`DEFER_S`, so a stopped or busy least-loaded worker delays a client by
-milliseconds, never strands it. In a single process nothing here is used
-(``StreamService`` keeps the event loop's own server).
+pending for the table's wait (``[server] accept_wait_ms``), so a stopped or busy least-loaded
+worker delays a client by milliseconds, never strands it. In a single process nothing here is
+used (``StreamService`` keeps the event loop's own server).
 """
 
 from __future__ import annotations
@@ -38,15 +38,15 @@ from typing import Final
 
 log = logging.getLogger(__name__)
 
-#: How long a connection a worker declined (a peer holds fewer) may stay pending before that
-#: worker takes it anyway. The peer whose turn it is may be stopped, dead but not yet reaped,
-#: or in a long CPU step (a big SEARCH, the first IMAP session of a fresh worker: ~30 ms of
-#: imports). An awake peer accepts within microseconds, but one that is merely waiting for a
-#: CPU can take longer: on 2 cores at a load average of 7-9, 5 ms misplaced a connection in
-#: half of the bursts of tests/server/test_balanced_accept.py, 20 ms in none. 20 ms is still
-#: invisible to a mail client; while a peer is stuck it caps accepting at one connection per
-#: DEFER_S per worker.
-DEFER_S: Final = 0.020
+# The wait (``[server] accept_wait_ms``, 20 ms by default) is how long a connection a worker
+# declined (a peer holds fewer) may stay pending before that worker takes it anyway. The peer
+# whose turn it is may be stopped, dead but not yet reaped, or in a long CPU step (a big
+# SEARCH). An awake peer accepts within microseconds, but one that is merely waiting for a CPU
+# can take longer: on 2 cores at a load average of 7-9, 5 ms misplaced a connection in half of
+# the bursts of tests/server/test_balanced_accept.py, 20 ms in none. 20 ms is still invisible
+# to a mail client; while a peer is stuck it caps accepting at one connection per wait per
+# worker.
+
 #: How often a worker that declined looks whether the connection is still pending and whose
 #: turn it is. Not watching the socket meanwhile saves it from waking for every pending
 #: connection; looking often keeps a burst moving when the counts cross while it waits (a
@@ -87,9 +87,10 @@ class LoadTable:
     as the same memory); workers are numbered from 1 as the supervisor numbers them.
     """
 
-    def __init__(self, services: Sequence[str], workers: int) -> None:
+    def __init__(self, services: Sequence[str], workers: int, wait_s: float) -> None:
         self._rows = {name: row for row, name in enumerate(services)}
         self._workers = workers
+        self.wait_s = wait_s  # see the module docstring
         self._map = mmap.mmap(-1, max(1, len(services)) * workers * _SLOT * 8)
         self._slots = memoryview(self._map).cast("q")
 
@@ -98,7 +99,9 @@ class LoadTable:
         row = self._rows.get(service)
         if row is None:
             return None
-        return Share(self._slots, row * self._workers * _SLOT, self._workers, worker - 1)
+        return Share(
+            self._slots, row * self._workers * _SLOT, self._workers, worker - 1, self.wait_s
+        )
 
     def clear(self, worker: int) -> None:
         """Zero worker ``worker``'s slots: the supervisor calls it once the worker is reaped."""
@@ -115,7 +118,8 @@ class LoadTable:
 class Share:
     """One worker's slot for one service, beside its peers' slots."""
 
-    def __init__(self, slots: memoryview, base: int, workers: int, me: int) -> None:
+    def __init__(self, slots: memoryview, base: int, workers: int, me: int, wait_s: float) -> None:
+        self.wait_s = wait_s  # how long a declined connection may wait for its peer
         self._slots = slots
         self._peers = [base + w * _SLOT for w in range(workers) if w != me]
         self._mine = base + me * _SLOT
@@ -149,7 +153,7 @@ class Acceptor:
     A worker that declines stops watching the socket (it would wake again at once: readiness
     is level-triggered) and looks every :data:`RECHECK_S` whether a connection is still
     pending: if none, it watches again; if it has become its turn, or the connection has
-    waited :data:`DEFER_S` since it declined, it takes it.
+    waited the share's ``wait_s`` since it declined, it takes it.
     """
 
     def __init__(
@@ -187,7 +191,7 @@ class Acceptor:
         self._later = None
         if not self._pending.poll(0):
             self._watch()  # a peer took it
-        elif self._share.my_turn() or self._loop.time() - self._declined_at >= DEFER_S:
+        elif self._share.my_turn() or self._loop.time() - self._declined_at >= self._share.wait_s:
             self._watch()
             self._accept()
         else:
