@@ -43,6 +43,13 @@ STOP_S: Final = 30.0
 MAIL_USER: Final = "nobody"
 #: What each protocol's greeting starts with (the server is up once it answers).
 GREETINGS: Final = {"imap": b"* OK", "pop3": b"+OK", "lmtp": b"220"}
+#: Starts tried with a new free port when the last one was taken between its pick and
+#: Dovecot's bind (as tests/conversations/harness.py does; bench/ does not import tests/).
+PORT_ATTEMPTS: Final = 3
+
+
+class PortTakenError(RuntimeError):
+    """Dovecot could not bind a port that was free a moment before."""
 
 
 def available(protocol: str = "imap") -> bool:
@@ -234,29 +241,48 @@ class DovecotServer:
         internal = pwd.getpwnam("dovecot")
         os.chown(root / "users", internal.pw_uid, internal.pw_gid)
         root.chmod(0o755)
-        port = free_port()
-        conf = root / "dovecot.conf"
-        conf.write_text(
-            config_text(
-                root,
-                port,
-                max_connections=max_connections,
-                imap_client_limit=imap_client_limit,
-                protocol=protocol,
+        for attempt in range(PORT_ATTEMPTS):
+            port = free_port()
+            conf = root / "dovecot.conf"
+            conf.write_text(
+                config_text(
+                    root,
+                    port,
+                    max_connections=max_connections,
+                    imap_client_limit=imap_client_limit,
+                    protocol=protocol,
+                )
             )
-        )
-        proc = subprocess.Popen(
-            [DOVECOT, "-F", "-c", str(conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=(root / "dovecot.stderr").open("ab"),
-            start_new_session=True,
-        )
+            try:
+                return cls._run(root, port, protocol)
+            except PortTakenError:
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _run(cls, root: Path, port: int, protocol: str) -> DovecotServer:
+        """``dovecot -F`` with ``root/dovecot.conf``, once it greets on ``port``;
+        ``PortTakenError`` if it could not bind the port."""
+        stderr = root / "dovecot.stderr"
+        seen = stderr.stat().st_size if stderr.exists() else 0
+        with stderr.open("ab") as err:
+            proc = subprocess.Popen(
+                [DOVECOT, "-F", "-c", str(root / "dovecot.conf")],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
         server = cls(root, port, proc)
         deadline = time.monotonic() + STARTUP_S
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"dovecot exited with {proc.returncode}: {server.log_tail()}")
+                failure = f"dovecot exited with {proc.returncode}: {server.log_tail()}"
+                # "listen(127.0.0.1, PORT) failed: Address already in use"
+                if b"Address already in use" in stderr.read_bytes()[seen:]:
+                    raise PortTakenError(failure)
+                raise RuntimeError(failure)
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
                     if sock.recv(200).startswith(GREETINGS[protocol]):

@@ -23,14 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from tests.conversations.harness import PORT_ATTEMPTS, PortTakenError, free_ports
+
 DOVECOT: Final = shutil.which("dovecot") or "/usr/sbin/dovecot"
 START_TIMEOUT: Final = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _running(pid: int) -> bool:
@@ -63,9 +59,25 @@ class Dovecot:
     @classmethod
     def start(cls, users: dict[str, str], *, tls: tuple[bytes, bytes] | None = None) -> Dovecot:
         """Start on a free loopback port; ``tls`` = (certificate chain PEM, key PEM) turns
-        on STARTTLS on that port and implicit TLS on ``tls_port``."""
+        on STARTTLS on that port and implicit TLS on ``tls_port``.
+
+        Another process can take a port between its pick and Dovecot's bind (many test
+        processes share the machine): then Dovecot is started again on new ports, as the
+        shared harness does (``tests.conversations.harness.MsgstoreServer.start``).
+        """
         if not Path(DOVECOT).exists():
             raise RuntimeError("dovecot is not installed: apt-get install dovecot-imapd")
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                return cls._start(users, tls)
+            except PortTakenError:
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _start(cls, users: dict[str, str], tls: tuple[bytes, bytes] | None) -> Dovecot:
+        """One start in a new directory; ``PortTakenError`` if a listener could not bind."""
         # Not under pytest's 0700 tmp_path: Dovecot's unprivileged processes must reach it.
         root = Path(tempfile.mkdtemp(prefix="msgstore-dovecot-"))
         root.chmod(0o755)
@@ -81,8 +93,7 @@ class Dovecot:
         os.chown(root / "mail", mail_uid, mail_gid)
         passwd = root / "passwd"
         passwd.write_text("".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in users.items()))
-        port = _free_port()
-        tls_port = _free_port() if tls else 0
+        port, tls_port = free_ports(2) if tls else (free_ports(1)[0], 0)
         if tls:
             (root / "cert.pem").write_bytes(tls[0])
             (root / "key.pem").write_bytes(tls[1])
@@ -153,7 +164,9 @@ service stats {{
         if proc.returncode != 0:
             text = (root / "start.err").read_text(errors="replace")
             server.cleanup()
-            raise RuntimeError(f"dovecot did not start: {text}")
+            # "listen(127.0.0.1, PORT) failed: Address already in use"
+            error = PortTakenError if "Address already in use" in text else RuntimeError
+            raise error(f"dovecot did not start: {text}")
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:

@@ -1,15 +1,15 @@
 """A private Postfix instance on loopback, for the tests of this directory.
 
-    mta = PostfixInstance(root, smtpd_port=..., settings={"virtual_transport": ...})
+    mta = PostfixInstance(root, settings={"virtual_transport": ...})
     mta.start()            # postfix -c ROOT/etc start; waits until smtpd answers
-    ...
+    ... SMTP to 127.0.0.1:mta.smtpd_port (a free port the start picked) ...
     mta.stop()             # postfix -c ROOT/etc stop; waits until master is gone
 
 Everything lives under ``root``: its own config_directory (``etc/``), queue_directory
 (``spool/``), data_directory (``lib/``) and log file (``maillog``), so it shares nothing with
 a system Postfix. Nothing runs chrooted unless the test names services in ``chroot`` (as the
 Debian master.cf chroots most of them into the queue directory). It listens on 127.0.0.1 only,
-on the port the test chose, and has no local delivery. Postfix must run as root (the test
+on a free port it picks, and has no local delivery. Postfix must run as root (the test
 suite does in CI); its daemons drop to the ``postfix`` user.
 """
 
@@ -24,6 +24,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
+
+from tests.conversations.harness import PORT_ATTEMPTS, free_ports
 
 POSTFIX: Final = "/usr/sbin/postfix"
 POSTCONF: Final = "/usr/sbin/postconf"
@@ -70,14 +72,13 @@ class PostfixInstance:
         self,
         root: Path,
         *,
-        smtpd_port: int,
         settings: Mapping[str, str],
         chroot: tuple[str, ...] = (),
     ) -> None:
         self.root = root
         self.chroot = chroot
         self.config_dir = root / "etc"
-        self.smtpd_port = smtpd_port
+        self.smtpd_port = 0  # picked by start
         self.settings = dict(settings)
         self.maillog = root / "maillog"
         self._started = False
@@ -153,9 +154,27 @@ class PostfixInstance:
         return "".join(lines)
 
     def start(self) -> None:
-        """Configure, start, and wait until smtpd accepts connections."""
-        self.configure()
-        self._run(POSTFIX, "-c", str(self.config_dir), "start")
+        """Configure on a free port, start, and wait until smtpd accepts connections.
+
+        Another process can take the port between its pick and master's bind (many test
+        processes share the machine): then Postfix is started again on a new port, as the
+        shared harness does (``tests.conversations.harness.MsgstoreServer.start``).
+        """
+        for attempt in range(PORT_ATTEMPTS):
+            (self.smtpd_port,) = free_ports(1)
+            self.configure()
+            logged = self.maillog.stat().st_size if self.maillog.exists() else 0
+            try:
+                self._run(POSTFIX, "-c", str(self.config_dir), "start")
+                break
+            except PostfixError:
+                # master: "fatal: bind 127.0.0.1 port PORT: Address already in use"
+                taken = (
+                    self.maillog.exists()
+                    and b"Address already in use" in self.maillog.read_bytes()[logged:]
+                )
+                if not taken or attempt == PORT_ATTEMPTS - 1:
+                    raise
         self._started = True
         deadline = time.monotonic() + STARTUP_S
         while True:

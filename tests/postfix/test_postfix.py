@@ -16,14 +16,20 @@ import shutil
 import smtplib
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from msgstore.management.accounts import AccountModify
-from tests.conversations.harness import MsgstoreServer, free_ports, message
+from tests.conversations.harness import (
+    PORT_ATTEMPTS,
+    MsgstoreServer,
+    PortTakenError,
+    free_ports,
+    message,
+)
 from tests.postfix.postfix import PostfixInstance
 
 DOMAIN = "example.test"
@@ -35,11 +41,22 @@ class _Store(MsgstoreServer):
     the Unix socket owner needs)."""
 
     @classmethod
-    def from_toml(cls, root: Path, toml: str) -> _Store:
-        server = cls(root, {})
-        server.config_path.write_text(toml)
-        server._spawn()
-        return server
+    def from_toml(cls, root: Path, toml: Callable[[int, int], str]) -> tuple[_Store, int, int]:
+        """The server with ``toml(lmtp_port, socketmap_port)`` on two free ports, and those
+        ports; again on new ones if another process took one before the server bound it (as
+        ``MsgstoreServer.start`` does)."""
+        for attempt in range(PORT_ATTEMPTS):
+            lmtp_port, socketmap_port = free_ports(2)
+            server = cls(root, {})
+            server.config_path.write_text(toml(lmtp_port, socketmap_port))
+            try:
+                server._spawn()
+            except PortTakenError:
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
+                continue
+            return server, lmtp_port, socketmap_port
+        raise AssertionError("unreachable")
 
 
 @dataclass
@@ -64,14 +81,15 @@ def site() -> Iterator[Site]:
     # directory is short (a socket path has at most 107 octets) and world-traversable.
     root = Path(tempfile.mkdtemp(prefix="ms-pf-", dir="/tmp"))
     os.chmod(root, 0o711)  # noqa: S103 -- the postfix user must traverse it
-    lmtp_port, socketmap_port = free_ports(2)
     private = root / "unix" / "spool" / "private"
     private.mkdir(parents=True)
     for path in (root / "unix", root / "unix" / "spool"):
         os.chmod(path, 0o711)  # noqa: S103 -- the postfix user must traverse it
     shutil.chown(private, "postfix", "root")  # as Postfix itself makes it, mode 0700
     private.chmod(0o700)
-    toml = f"""\
+
+    def toml(lmtp_port: int, socketmap_port: int) -> str:
+        return f"""\
 [imap]
 listen = []
 tls_listen = []
@@ -95,7 +113,8 @@ socketmap_listen = [
 [store]
 data_dir = "{root}/data"
 """
-    store = _Store.from_toml(root, toml)
+
+    store, lmtp_port, socketmap_port = _Store.from_toml(root, toml)
     try:
         alice = store.admin.add_user("alice").name
         carol = store.admin.add_user("carol").name
@@ -131,14 +150,11 @@ def _postfix(
     root = site.root / name
     root.mkdir(exist_ok=True)
     os.chmod(root, 0o711)  # noqa: S103 -- the postfix user must traverse it
-    (smtpd_port,) = free_ports(1)
     base = {
         # Only what the tests send to is ours; no relaying for anyone.
         "smtpd_relay_restrictions": "reject_unauth_destination",
     }
-    return PostfixInstance(
-        root, smtpd_port=smtpd_port, settings={**base, **settings}, chroot=chroot
-    )
+    return PostfixInstance(root, settings={**base, **settings}, chroot=chroot)
 
 
 def _send_and_check(site: Site, mta: PostfixInstance, *, unknown: bytes, disabled: bytes) -> None:

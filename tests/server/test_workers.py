@@ -9,11 +9,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conversations.harness import PORT_ATTEMPTS
 from tests.server.conftest import config_text, free_ports
 
 STARTUP_S = 30.0
@@ -42,6 +43,28 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _spawn_on_free_port(
+    procs: list[subprocess.Popen[bytes]], cwd: Path, config: Callable[[int], str], *args: str
+) -> tuple[subprocess.Popen[bytes], Path, int]:
+    """``msgstore serve`` with ``config(imap_port)`` on a free port, once it is ready or has
+    exited, and the port. Another process can take the port between its pick and the bind
+    (many test processes share the machine): then it starts again on a new port, as
+    ``tests.server.test_serve.serve_on_free_ports`` does."""
+    pid_file = cwd / "data" / "run" / "msgstore.pid"
+    for attempt in range(PORT_ATTEMPTS):
+        (imap,) = free_ports(1)
+        (cwd / "msgstore.toml").write_text(config(imap))
+        proc, log = _spawn(cwd, *args)
+        procs.append(proc)
+        deadline = time.monotonic() + STARTUP_S
+        while not pid_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        taken = proc.poll() == 71 and "Address already in use" in log.read_text()
+        if not taken or attempt == PORT_ATTEMPTS - 1:
+            return proc, log, imap
+    raise AssertionError("unreachable")
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], pid_file: Path, log: Path) -> None:
@@ -78,11 +101,10 @@ def _greeting(port: int) -> bytes:
 def test_workers_share_the_port_are_restarted_and_stop_with_the_supervisor(
     tmp_path: Path, procs: list[subprocess.Popen[bytes]]
 ) -> None:
-    (imap,) = free_ports(1)
     data = tmp_path / "data"
-    (tmp_path / "msgstore.toml").write_text(config_text({"imap.listen": imap}, data))
-    proc, log = _spawn(tmp_path, "--workers", "3")
-    procs.append(proc)
+    proc, log, imap = _spawn_on_free_port(
+        procs, tmp_path, lambda port: config_text({"imap.listen": port}, data), "--workers", "3"
+    )
     pid_file = data / "run" / "msgstore.pid"
     _wait_ready(proc, pid_file, log)
 
@@ -131,14 +153,14 @@ def test_config_workers_and_a_worker_failing_at_startup_stops_the_server(
     tmp_path: Path, procs: list[subprocess.Popen[bytes]]
 ) -> None:
     """``[server] workers = 2``; a store no worker can open: exit 69 like one process."""
-    (imap,) = free_ports(1)
     data = tmp_path / "data"
     data.mkdir()
     (data / "system.db").write_bytes(b"this is not an SQLite database" * 100)
-    text = config_text({"imap.listen": imap}, data) + "[server]\nworkers = 2\n"
-    (tmp_path / "msgstore.toml").write_text(text)
-    proc, log = _spawn(tmp_path)
-    procs.append(proc)
+    proc, log, _ = _spawn_on_free_port(
+        procs,
+        tmp_path,
+        lambda port: config_text({"imap.listen": port}, data) + "[server]\nworkers = 2\n",
+    )
     assert proc.wait(timeout=STARTUP_S) == 69
     lines = log.read_text().splitlines()
     assert sorted(_workers(log, proc.pid)) == [1, 2]
