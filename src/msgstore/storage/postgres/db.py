@@ -124,19 +124,25 @@ class Database:
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[Any]:
-        if self._closed:
-            raise StoreError(ErrorKind.UNAVAILABLE, "The store is closed")
-        try:
-            conn = await self.pool.acquire(timeout=self.acquire_timeout)
-        except Exception as exc:
-            raise store_error(exc) from exc
+        conn = await self._take()
         try:
             yield conn
         finally:
-            try:
-                await self.pool.release(conn)
-            except Exception as exc:  # a broken connection: the pool replaces it
-                log.debug("release failed: %r", exc)
+            await self._give_back(conn)
+
+    async def _take(self) -> Any:
+        if self._closed:
+            raise StoreError(ErrorKind.UNAVAILABLE, "The store is closed")
+        try:
+            return await self.pool.acquire(timeout=self.acquire_timeout)
+        except Exception as exc:
+            raise store_error(exc) from exc
+
+    async def _give_back(self, conn: Any) -> None:
+        try:
+            await self.pool.release(conn)
+        except Exception as exc:  # a broken connection: the pool replaces it
+            log.debug("release failed: %r", exc)
 
     async def run(
         self,
@@ -162,7 +168,10 @@ class Database:
         while True:
             committing = False
             try:
-                async with self.acquire() as conn:
+                # _take/_give_back rather than ``acquire()``: an async context manager per
+                # statement costs more CPU than the pool itself.
+                conn = await self._take()
+                try:
                     if bare:
                         return await fn(conn)
                     tx = conn.transaction(isolation=isolation, readonly=not write)
@@ -177,6 +186,8 @@ class Database:
                     committing = True
                     await tx.commit()
                     return result
+                finally:
+                    await self._give_back(conn)
             except _RETRY_ERRORS as exc:
                 attempt += 1
                 if attempt >= RETRIES:

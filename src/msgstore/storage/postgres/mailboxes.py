@@ -31,6 +31,17 @@ from msgstore.storage.postgres.queries import (
 )
 
 
+def mailbox_info(row: Any, subscribed: bool) -> MailboxInfo:
+    """A ``mailboxes`` row (id, name, uidvalidity, special use) as ``MailboxInfo``."""
+    return MailboxInfo(
+        id=MailboxId(row["mailbox_id"]),
+        name=MailboxName(row["name"]),
+        uidvalidity=UidValidity(row["uidvalidity"]),
+        special_use=frozenset(row["special_use"].split()),
+        subscribed=subscribed,
+    )
+
+
 class MailboxesMixin(PgBase):
     # --- mailboxes ----------------------------------------------------------------------------
 
@@ -40,13 +51,7 @@ class MailboxesMixin(PgBase):
             account,
             row["name"],
         )
-        return MailboxInfo(
-            id=MailboxId(row["mailbox_id"]),
-            name=MailboxName(row["name"]),
-            uidvalidity=UidValidity(row["uidvalidity"]),
-            special_use=frozenset(row["special_use"].split()),
-            subscribed=subscribed is not None,
-        )
+        return mailbox_info(row, subscribed is not None)
 
     async def create_mailbox(
         self, account: AccountId, name: MailboxName, *, special_use: str = ""
@@ -192,11 +197,18 @@ class MailboxesMixin(PgBase):
         name = mailbox_name(name)
 
         async def get(conn: Any) -> MailboxInfo:
-            row = await mailbox_by_name(conn, account, name)
+            # One statement: IMAP looks the mailbox up by name for every STATUS.
+            row = await conn.fetchrow(
+                "SELECT mailbox_id, name, uidvalidity, special_use, EXISTS (SELECT 1 FROM "
+                "subscriptions s WHERE s.account_id = $1 AND s.name = $2) AS subscribed "
+                "FROM mailboxes WHERE account_id = $1 AND name = $2",
+                account,
+                name,
+            )
             if row is None:
                 await check_account(conn, account)
                 raise not_found_mailbox(name)
-            return await self._mailbox_info(conn, account, row)
+            return mailbox_info(row, row["subscribed"])
 
         return await self._run(get, write=False)  # type: ignore[no-any-return]
 

@@ -283,30 +283,21 @@ class MessagesMixin(PgBase):
     async def fetch_meta(
         self, account: AccountId, mailbox: MailboxId, uids: UidSet, want: Want
     ) -> list[MessageMeta]:
-        """FLAGS only: one statement. With metadata: the rows and their contents' metadata
-        in one REPEATABLE READ snapshot (an expunge in between cannot remove the content)."""
+        """One statement, also with metadata: the rows joined to their contents' metadata
+        (one statement, one snapshot: an expunge cannot remove the content in between)."""
         extra = [column for flag, column in META_COLUMNS if flag in want]
+        columns = MSG_COLUMNS + "".join(f", b.{column}" for column in extra)
+        join = "LEFT JOIN blobs b ON b.sha256 = m.sha256" if extra else ""
 
-        async def get(conn: Any) -> list[MessageMeta]:
-            rows = await message_rows(conn, MSG_COLUMNS, account, mailbox, uids)
+        async def get(conn: Any) -> list[Any]:
+            rows = await message_rows(conn, columns, account, mailbox, uids, join=join)
             if not rows:
                 await mailbox_row(conn, account, mailbox)  # NOT_FOUND for a missing one
-                return []
-            blobs: dict[bytes, Any] = {}
-            if extra:
-                shas = sorted({bytes(r["sha256"]) for r in rows})
-                for b in await conn.fetch(
-                    f"SELECT sha256, {', '.join(extra)} FROM blobs "
-                    "WHERE sha256 = ANY($1::bytea[])",
-                    shas,
-                ):
-                    blobs[bytes(b["sha256"])] = b
-            empty: dict[str, None] = dict.fromkeys(c for _, c in META_COLUMNS)
-            return [message_meta(r, want, blobs.get(bytes(r["sha256"]), empty)) for r in rows]
+            return rows
 
-        if extra:
-            return await self._run(get, write=False, isolation="repeatable_read")  # type: ignore[no-any-return]
-        return await self._run(get, write=False)  # type: ignore[no-any-return]
+        rows = await self._run(get, write=False)
+        # The row carries the metadata columns asked for (None for a missing content).
+        return [message_meta(r, want, r) for r in rows]
 
     async def fetch_flags(
         self, account: AccountId, mailbox: MailboxId, uids: UidSet
@@ -354,13 +345,15 @@ class MessagesMixin(PgBase):
     async def _open_body(
         self, account: AccountId, mailbox: MailboxId, uid: Uid
     ) -> AsyncIterator[BodyReader]:
-        """Two statements (the message, then its content's first chunk); a content that is
-        gone by the second means the message was expunged in between."""
+        """One statement: the message joined to its content's first chunk (one snapshot: a
+        message seen without its content is damage, not an expunge in between)."""
 
         async def get(conn: Any) -> tuple[bytes, int, int, bytes]:
             row = await conn.fetchrow(
-                "SELECT size, sha256 FROM messages WHERE account_id = $1 AND mailbox_id = $2 "
-                "AND uid = $3",
+                "SELECT m.size, m.sha256, b.chunk_octets, c.data FROM messages m "
+                "LEFT JOIN blobs b ON b.sha256 = m.sha256 "
+                "LEFT JOIN blob_chunks c ON c.sha256 = m.sha256 AND c.seq = 0 "
+                "WHERE m.account_id = $1 AND m.mailbox_id = $2 AND m.uid = $3",
                 account,
                 mailbox,
                 uid,
@@ -371,28 +364,14 @@ class MessagesMixin(PgBase):
                     raise StoreError(ErrorKind.EXPUNGED, f"Message {uid} has been expunged")
                 raise StoreError(ErrorKind.NOT_FOUND, f"No message with UID {uid}")
             sha = bytes(row["sha256"])
-            blob = await conn.fetchrow(
-                "SELECT b.chunk_octets, c.data FROM blobs b LEFT JOIN blob_chunks c "
-                "ON c.sha256 = b.sha256 AND c.seq = 0 WHERE b.sha256 = $1",
-                sha,
-            )
-            if blob is None or (blob["data"] is None and row["size"] > 0):
-                still = await conn.fetchval(
-                    "SELECT 1 FROM messages WHERE account_id = $1 AND mailbox_id = $2 "
-                    "AND uid = $3",
-                    account,
-                    mailbox,
-                    uid,
-                )
-                if still is None:
-                    raise StoreError(ErrorKind.EXPUNGED, f"Message {uid} has been expunged")
+            if row["chunk_octets"] is None or (row["data"] is None and row["size"] > 0):
                 log.error("account #%d: content of UID %d missing", account, uid)
                 raise StoreError(
                     ErrorKind.CORRUPTED,
                     "message content damaged",
                     detail=f"blob {sha.hex()} missing",
                 )
-            return sha, int(row["size"]), int(blob["chunk_octets"]), bytes(blob["data"] or b"")
+            return sha, int(row["size"]), int(row["chunk_octets"]), bytes(row["data"] or b"")
 
         sha, size, chunk, head = await self._run(get, write=False)
         yield PgBodyReader(self._db, sha, size, chunk, head)

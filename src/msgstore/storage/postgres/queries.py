@@ -337,11 +337,14 @@ async def message_rows(
     mailbox: int,
     uids: UidSet | None,
     extra: str = "",
+    join: str = "",
 ) -> list[Any]:
+    """The rows of ``uids`` (all with None) in UID order; ``extra`` a further condition,
+    ``join`` a further join (``m`` is the messages row)."""
     if uids is None:
         return list(
             await conn.fetch(
-                f"SELECT {columns} FROM messages m WHERE m.account_id = $1 "
+                f"SELECT {columns} FROM messages m {join} WHERE m.account_id = $1 "
                 f"AND m.mailbox_id = $2 {extra} ORDER BY m.uid",
                 account,
                 mailbox,
@@ -352,7 +355,7 @@ async def message_rows(
     lows, highs = uid_ranges(uids)
     return list(
         await conn.fetch(
-            f"SELECT {columns} FROM messages m {UID_JOIN} WHERE m.account_id = $1 "
+            f"SELECT {columns} FROM messages m {UID_JOIN} {join} WHERE m.account_id = $1 "
             f"AND m.mailbox_id = $2 {extra} ORDER BY m.uid",
             account,
             mailbox,

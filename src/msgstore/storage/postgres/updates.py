@@ -33,6 +33,10 @@ from msgstore.storage.postgres.queries import (
     tz,
 )
 
+#: A message's new flags: (uid, system flag bits, keywords).
+_Update = tuple[int, int, str | None]
+_FLAG_COLUMNS = "m.uid, m.modseq, m.sysflags, m.keywords"
+
 
 class UpdatesMixin(PgBase):
     """STORE, COPY, MOVE, EXPUNGE, the change feed, UID import."""
@@ -50,19 +54,11 @@ class UpdatesMixin(PgBase):
         given = normalize_flags(flags)
         given_bits = sum(SYSTEM_BITS.get(f, 0) for f in given)
 
-        async def update(conn: Any) -> tuple[list[tuple[int, int, str | None]], list[int], int]:
-            box = await mailbox_row(conn, account, mailbox, lock=True)
-            given_kw: set[str] = set()
-            if keywords_of(given):  # most STOREs set system flags only: no keyword look-up
-                known = await keyword_map(conn, account, mailbox)
-                given_kw = set(
-                    await store_keywords(conn, account, mailbox, known, keywords_of(given))
-                )
-            updates: list[tuple[int, int, str | None]] = []
+        def plan(rows: list[Any], given_kw: set[str]) -> tuple[list[_Update], list[int]]:
+            """The rows' new flags (only those that change) and the UIDs UNCHANGEDSINCE
+            refuses."""
+            updates: list[_Update] = []
             modified: list[int] = []
-            rows = await message_rows(
-                conn, "m.uid, m.modseq, m.sysflags, m.keywords", account, mailbox, uids
-            )
             for r in rows:
                 uid, modseq, bits, kw_text = r["uid"], r["modseq"], r["sysflags"], r["keywords"]
                 if unchanged_since is not None and modseq > unchanged_since:
@@ -78,6 +74,20 @@ class UpdatesMixin(PgBase):
                 if new_bits == bits and new_kw == current:
                     continue
                 updates.append((uid, new_bits, " ".join(sorted(new_kw)) or None))
+            return updates, modified
+
+        async def read(conn: Any) -> list[Any]:
+            return await message_rows(conn, _FLAG_COLUMNS, account, mailbox, uids)
+
+        async def update(conn: Any) -> tuple[list[_Update], list[int], int]:
+            box = await mailbox_row(conn, account, mailbox, lock=True)
+            given_kw: set[str] = set()
+            if keywords_of(given):  # most STOREs set system flags only: no keyword look-up
+                known = await keyword_map(conn, account, mailbox)
+                given_kw = set(
+                    await store_keywords(conn, account, mailbox, known, keywords_of(given))
+                )
+            updates, modified = plan(await read(conn), given_kw)
             new_modseq = box["highestmodseq"] + 1
             if updates:
                 await conn.execute(
@@ -96,6 +106,15 @@ class UpdatesMixin(PgBase):
                 )
             return updates, modified, new_modseq
 
+        if not keywords_of(given):
+            # A STORE that changes nothing (a client setting \Seen again) is decided by one
+            # plain read -- one statement, one snapshot -- without a transaction or a lock.
+            # No rows: the transaction below tells an empty set from a missing mailbox.
+            rows = await self._run(read, write=False)
+            if rows:
+                updates, modified = plan(rows, set())
+                if not updates:
+                    return StoreFlagsResult(updated=(), modified=UidSet.from_uids(modified))
         updates, modified, new_modseq = await self._run(update)
         if updates:
             self._changed(account, mailbox)
