@@ -19,6 +19,7 @@ import pytest
 
 from msgstore.core.errors import StoreError
 from msgstore.management.jsonable import to_json
+from msgstore.management.migration import _is_host
 from tests.web_api.conftest import Site, start_site
 
 MESSAGES = 5
@@ -144,6 +145,22 @@ def test_an_imap_run_keeps_its_password_secret(site: Site) -> None:
     assert site.carol.password not in json.dumps(records)
     assert site.carol.password not in site.server.log
     assert "Not-It-123" not in site.server.log
+
+
+def test_a_host_the_resolver_would_refuse_is_a_field_error(site: Site) -> None:
+    """Control characters, a label over 63 octets, a character IDNA cannot encode (found by
+    schemathesis: getaddrinfo raised UnicodeError, a 500): each a 422 on ``host``."""
+    body = {"user": "someone", "password": "Secret-123", "security": "plain", "create": True}
+    bad_hosts = ["mail\x07.example.org", "a" * 64 + ".example.org", "\U000fe79c.example.org"]
+    for host in bad_hosts:
+        reply = site.as_boss.call("POST", "/migrate/imap", body={**body, "host": host})
+        assert reply.status == 422, (host, reply)
+        assert "host" in reply.json()["fields"], (host, reply.json())
+    for host in ["::1", "[::1]", "127.0.0.1"]:  # IP literals: no resolver needed
+        reply = site.as_boss.call("POST", "/migrate/imap", body={**body, "host": host, "port": 1})
+        assert reply.status == 200, (host, reply)  # accepted; the connection itself fails
+        assert reply.json()["failed"] is True, reply.json()
+    assert _is_host("b\u00fccher.example")  # an IDN name is a host (resolved as xn--...)
 
 
 def test_a_pop_account_becomes_a_full_one(site: Site) -> None:

@@ -20,6 +20,7 @@ copied stays, and running it again resumes (a message already present is skipped
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,6 +273,25 @@ class MigrateMaildir(_Common):
         return await _run(self, ctx)
 
 
+def _is_host(host: str) -> bool:
+    """An IP address or a name the resolver can be asked about: printable, no space, "/" or
+    "@", and IDNA-encodable (labels of 1-63 octets; ``getaddrinfo`` raises UnicodeError on
+    anything else, which would surface as an internal error of the migration)."""
+    try:
+        ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        pass
+    else:
+        return True
+    if not host or any(c.isspace() or not c.isprintable() or c in "/@" for c in host):
+        return False
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
 @operation("migrate imap", http=("POST", "/migrate/imap"), long=True)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MigrateImap(_Common):
@@ -301,7 +321,7 @@ class MigrateImap(_Common):
     )
 
     def __post_init__(self) -> None:
-        if not self.host.strip() or any(c.isspace() or c in "/@" for c in self.host.strip()):
+        if not _is_host(self.host.strip()):
             raise ParamError(f"Invalid host {self.host!r}", fields=("host",))
         if self.port is not None and not 0 < self.port < 65536:
             raise ParamError(f"Invalid port {self.port}", fields=("port",))
