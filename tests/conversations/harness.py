@@ -18,6 +18,7 @@ management layer and the delivery pipeline, the same code as ``msgstore account 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,17 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in socks:
             sock.close()
+
+
+def on_free_ports(count: int, start: Callable[[list[int]], T]) -> T:
+    """``start(ports)`` with ``count`` free ports; again with new ones when it raises
+    :class:`PortTakenError` (another process bound one of them between the pick and the
+    server's bind: many test processes share the machine), at most :data:`PORT_ATTEMPTS`
+    times."""
+    for _ in range(PORT_ATTEMPTS - 1):
+        with contextlib.suppress(PortTakenError):
+            return start(free_ports(count))
+    return start(free_ports(count))
 
 
 def _toml_value(value: object) -> str:
@@ -248,8 +260,8 @@ class MsgstoreServer:
         """Start a server with a free port for every listen key of ``services``."""
         root.mkdir(parents=True, exist_ok=True)
         keys = [k for k in LISTEN_KEYS if k.partition(".")[0] in set(services)]
-        for attempt in range(PORT_ATTEMPTS):
-            ports = free_ports(len(keys))
+
+        def start(ports: list[int]) -> MsgstoreServer:
             settings: dict[str, object] = {key: [] for key in LISTEN_KEYS}
             settings.update({k: f"127.0.0.1:{p}" for k, p in zip(keys, ports, strict=True)})
             settings["store.data_dir"] = str(root / "data")
@@ -257,16 +269,10 @@ class MsgstoreServer:
             settings.update(config or {})
             server = cls(root, settings)
             server.config_path.write_text(config_toml(settings))
-            try:
-                server._spawn()
-            except PortTakenError:
-                # Another process bound one of the free ports between free_ports and the
-                # server's bind (many test processes share the machine): new ports.
-                if attempt == PORT_ATTEMPTS - 1:
-                    raise
-                continue
+            server._spawn()
             return server
-        raise AssertionError("unreachable")
+
+        return on_free_ports(len(keys), start)
 
     def _spawn(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MSGSTORE_")}

@@ -23,13 +23,7 @@ from pathlib import Path
 import pytest
 
 from msgstore.management.accounts import AccountModify
-from tests.conversations.harness import (
-    PORT_ATTEMPTS,
-    MsgstoreServer,
-    PortTakenError,
-    free_ports,
-    message,
-)
+from tests.conversations.harness import MsgstoreServer, message, on_free_ports
 from tests.postfix.postfix import PostfixInstance
 
 DOMAIN = "example.test"
@@ -45,18 +39,15 @@ class _Store(MsgstoreServer):
         """The server with ``toml(lmtp_port, socketmap_port)`` on two free ports, and those
         ports; again on new ones if another process took one before the server bound it (as
         ``MsgstoreServer.start`` does)."""
-        for attempt in range(PORT_ATTEMPTS):
-            lmtp_port, socketmap_port = free_ports(2)
+
+        def start(ports: list[int]) -> tuple[_Store, int, int]:
+            lmtp_port, socketmap_port = ports
             server = cls(root, {})
             server.config_path.write_text(toml(lmtp_port, socketmap_port))
-            try:
-                server._spawn()
-            except PortTakenError:
-                if attempt == PORT_ATTEMPTS - 1:
-                    raise
-                continue
+            server._spawn()
             return server, lmtp_port, socketmap_port
-        raise AssertionError("unreachable")
+
+        return on_free_ports(2, start)
 
 
 @dataclass
