@@ -16,8 +16,8 @@ Steps, per recipient and then once per message:
    domain when the list is empty), by its local part; then, if the local part is
    ``user+folder`` (plus-addressing), as ``user`` with ``folder`` as the requested mailbox
    (step 3 falls back to INBOX when it does not exist). Unknown -> ``Rejected(NOT_FOUND)``.
-   With :class:`SupportsRecipientLookup` (the local backend) the forwarding lookup below and
-   these names are one backend call.
+   With ``storage.base.SupportsRecipientLookup`` (the local backend) the forwarding lookup
+   below and these names are one backend call.
 2. **check** the account: receiving not disabled (``Rejected(DISABLED)``); quota not already
    exceeded by a message of the announced size, or of one octet when the size is unknown
    (``Deferred(OVER_QUOTA)``; see *over quota* below). An account without limits needs no
@@ -37,8 +37,8 @@ Steps, per recipient and then once per message:
    mailbox, up to :data:`APPEND_CONCURRENCY` at a time (different accounts' index commits
    overlap). The local backend stores one file hard-linked into every tree. When nothing is
    forwarded outside, step 4's last write, fsync and parse and this append are one call
-   (:class:`SupportsFinishAndDeliver`: for one recipient, one thread hop less). The quota is
-   checked again with the real size, atomically inside the append, so racing deliveries
+   (``storage.base.SupportsFinishAndDeliver``: for one recipient, one thread hop less). The
+   quota is checked again with the real size, atomically inside the append, so racing deliveries
    cannot overshoot it.
 
 Over quota is permanent in the configured pipeline (:meth:`DeliveryPipeline.from_config`:
@@ -78,12 +78,12 @@ import errno
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Final
 
 from msgstore.core.accounts import AccountInfo, AccountKind
 from msgstore.core.address import parse_address
 from msgstore.core.errors import ErrorKind, StoreError
-from msgstore.core.ids import MailboxId, Uid
+from msgstore.core.ids import Uid
 from msgstore.core.names import INBOX, MailboxName, mailbox_name
 from msgstore.core.quota import Resource
 from msgstore.delivery import relay
@@ -95,6 +95,8 @@ from msgstore.storage.base import (
     MailboxInfo,
     StagedMessage,
     SupportsDeliverMany,
+    SupportsFinishAndDeliver,
+    SupportsRecipientLookup,
 )
 
 if TYPE_CHECKING:
@@ -118,37 +120,6 @@ _PERMANENT: Final = frozenset(
         ErrorKind.NOT_POSSIBLE,
     }
 )
-
-
-@runtime_checkable
-class SupportsRecipientLookup(Protocol):
-    """Optional backend capability: the RCPT lookups in one call (one hop to the system
-    database instead of one per forwarding key and one per candidate account name)."""
-
-    async def find_recipient(
-        self, forward_keys: Sequence[str], account_names: Sequence[str]
-    ) -> tuple[ForwardEntry | None, AccountInfo | None, int]:
-        """The forwarding entry of the first of ``forward_keys`` that has one; else the first
-        of ``account_names`` that is an account, and its position; else (None, None, -1)."""
-        ...
-
-
-@runtime_checkable
-class SupportsFinishAndDeliver(Protocol):
-    """Optional backend capability: ``staged.finish()`` and ``deliver_many`` in one call,
-    which the local backend runs with one trip through the event loop for one recipient."""
-
-    async def finish_and_deliver(
-        self,
-        staged: StagedMessage,
-        destinations: Sequence[tuple[AccountInfo, MailboxId | None]],
-        *,
-        internal_date: dt.datetime | None = None,
-        release: bool = False,
-    ) -> list[AppendResult | StoreError]:
-        """Finish ``staged`` (raising what ``finish`` raises), then what ``deliver_many``
-        does."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

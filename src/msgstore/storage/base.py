@@ -784,6 +784,37 @@ class SupportsDeliverMany(Protocol):
         ...
 
 
+@runtime_checkable
+class SupportsRecipientLookup(Protocol):
+    """Optional backend capability: the RCPT lookups in one call (one hop to the system
+    database instead of one per forwarding key and one per candidate account name)."""
+
+    async def find_recipient(
+        self, forward_keys: Sequence[str], account_names: Sequence[str]
+    ) -> tuple[ForwardEntry | None, AccountInfo | None, int]:
+        """The forwarding entry of the first of ``forward_keys`` that has one; else the first
+        of ``account_names`` that is an account, and its position; else (None, None, -1)."""
+        ...
+
+
+@runtime_checkable
+class SupportsFinishAndDeliver(Protocol):
+    """Optional backend capability: ``staged.finish()`` and ``deliver_many`` in one call,
+    which the local backend runs with one trip through the event loop for one recipient."""
+
+    async def finish_and_deliver(
+        self,
+        staged: StagedMessage,
+        destinations: Sequence[tuple[AccountInfo, MailboxId | None]],
+        *,
+        internal_date: dt.datetime | None = None,
+        release: bool = False,
+    ) -> list[AppendResult | StoreError]:
+        """Finish ``staged`` (raising what ``finish`` raises), then what ``deliver_many``
+        does."""
+        ...
+
+
 # --- reconstruct (optional: Feature.RECONSTRUCT) ----------------------------------------------
 
 

@@ -766,7 +766,7 @@ class LocalBackend:
         internal_date: dt.datetime | None = None,
         release: bool = False,
     ) -> list[AppendResult | StoreError]:
-        """``delivery.pipeline.SupportsFinishAndDeliver``: ``staged.finish()`` then
+        """``storage.base.SupportsFinishAndDeliver``: ``staged.finish()`` then
         :meth:`deliver_many`. For one destination whose index is open (a delivery to one
         recipient, the common case), the files thread that writes, fsyncs and parses the
         message hands the append straight to the index thread: one trip through the event
@@ -1300,7 +1300,7 @@ class LocalBackend:
     async def find_recipient(
         self, forward_keys: Sequence[str], account_names: Sequence[str]
     ) -> tuple[ForwardEntry | None, AccountInfo | None, int]:
-        """``delivery.pipeline.SupportsRecipientLookup``: a recipient's forwarding entry or
+        """``storage.base.SupportsRecipientLookup``: a recipient's forwarding entry or
         account in one system-db call (``relay.find_recipient``)."""
         return await self._sys(relay_store.find_recipient, list(forward_keys), list(account_names))
 
